@@ -1,0 +1,1 @@
+"""Distillation of the lightweight student from the Magenta teacher."""
