@@ -1,0 +1,125 @@
+"""The student: a small fully convolutional network conditioned on the teacher's style vector.
+
+Why this shape:
+- The teacher spends most of its FLOPs at full and half resolution (9x9 convs);
+  the student goes to 1/4 resolution in two strided convs and does its work there
+  with depthwise-separable residual blocks, then returns to full resolution with a
+  pixel shuffle, so it costs a small fraction of the teacher's FLOPs per pixel.
+- Style enters through FiLM (a per-channel scale and shift predicted from the
+  100-d vector), computed once per style, so one network serves every style.
+- No instance norm or any whole-frame statistic: output at a pixel depends only
+  on its neighbourhood, so it does not pulse when something elsewhere in the
+  frame changes, and frames can be tiled.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+STYLE_DIM = 100
+
+
+@dataclass
+class StudentConfig:
+    c1: int = 16        # channels at 1/2 resolution
+    c2: int = 32        # channels at 1/4 resolution
+    blocks: int = 4     # residual blocks at 1/4 resolution
+    hidden: int = 128   # width of the style MLP
+
+
+class FiLM(nn.Module):
+    """Scale and shift per channel; the parameters come from the style MLP."""
+
+    def forward(self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        return x * (1.0 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+
+class SeparableConv(nn.Sequential):
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__(nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.Conv2d(cin, cout, 1))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.film = SeparableConv(c, c), SeparableConv(c, c), FiLM()
+
+    def forward(self, x: torch.Tensor, g1, b1, g2, b2) -> torch.Tensor:
+        y = F.relu(self.film(self.conv1(x), g1, b1))
+        y = self.film(self.conv2(y), g2, b2)
+        return F.relu(x + y)
+
+
+class Student(nn.Module):
+    def __init__(self, config: StudentConfig | None = None) -> None:
+        super().__init__()
+        cfg = self.config = config or StudentConfig()
+        self.stem = nn.Conv2d(3, cfg.c1, 3, 2, 1)                  # H/2
+        self.down = nn.Conv2d(cfg.c1, cfg.c2, 3, 2, 1)             # H/4
+        self.blocks = nn.ModuleList(ResBlock(cfg.c2) for _ in range(cfg.blocks))
+        self.up = SeparableConv(cfg.c2, cfg.c1)                    # at H/2 after upsampling
+        self.head = nn.Conv2d(cfg.c1, 3 * 4, 3, 1, 1)              # pixel shuffle to full resolution
+        self.film = FiLM()
+        # FiLM widths in the order they are consumed in forward()
+        self._film_widths = [cfg.c2] + [cfg.c2] * (2 * cfg.blocks) + [cfg.c1]
+        self.style_mlp = nn.Sequential(nn.Linear(STYLE_DIM, cfg.hidden), nn.ReLU(),
+                                       nn.Linear(cfg.hidden, 2 * sum(self._film_widths)))
+        nn.init.zeros_(self.style_mlp[-1].weight)
+        nn.init.zeros_(self.style_mlp[-1].bias)
+
+    def film_params(self, style: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per-layer (gamma, beta) from the style vector: computed once per style at run time."""
+        flat = self.style_mlp(style)
+        out, i = [], 0
+        for w in self._film_widths:
+            out.append((flat[:, i:i + w], flat[:, i + w:i + 2 * w]))
+            i += 2 * w
+        return out
+
+    def forward(self, frame: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        p = iter(self.film_params(style))
+        s = F.relu(self.stem(frame * 2.0 - 1.0))
+        x = F.relu(self.film(self.down(s), *next(p)))
+        for block in self.blocks:
+            g1, b1 = next(p)
+            g2, b2 = next(p)
+            x = block(x, g1, b1, g2, b2)
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = F.relu(self.film(self.up(x), *next(p)) + s)
+        y = F.pixel_shuffle(self.head(x), 2)
+        return torch.sigmoid(y)
+
+
+def count_macs_per_pixel(model: Student) -> float:
+    """Multiply-accumulates per input pixel (convs and linear layers over the frame; the style MLP is per style, not per pixel)."""
+    macs = 0.0
+    h = w = 64
+    hooks = []
+
+    def conv_hook(mod: nn.Conv2d, _inp, out):
+        nonlocal macs
+        k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
+        macs += out.numel() * k
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, h, w), torch.zeros(1, STYLE_DIM))
+    for hk in hooks:
+        hk.remove()
+    return macs / (h * w)
+
+
+def save_checkpoint_weights(model: Student, path) -> None:
+    torch.save({"config": asdict(model.config), "state_dict": model.state_dict()}, path)
+
+
+def load_weights(path, map_location="cpu") -> Student:
+    blob = torch.load(path, map_location=map_location, weights_only=True)
+    model = Student(StudentConfig(**blob["config"]))
+    model.load_state_dict(blob["state_dict"])
+    return model.eval()
