@@ -1,0 +1,105 @@
+"""Pick a backend and build its engine; explain why the others are unavailable.
+
+``auto`` means: TensorRT if it imports and sees a GPU, else PyTorch with CUDA, else ONNX Runtime
+on the CPU.  The TensorRT and PyTorch modules are imported lazily, so a CPU-only install (no torch,
+no tensorrt) never pays for them; each exposes ``availability() -> (bool, reason)``.
+"""
+from __future__ import annotations
+
+import importlib
+
+from engines.base import Engine, EngineError, IdentityEngine
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+
+
+def _module_availability(module: str) -> tuple[bool, str]:
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        return False, f"cannot import {module}: {exc}"
+    except Exception as exc:   # noqa: BLE001 - a broken driver install must not break `streamer info`
+        return False, f"{module} failed to import: {type(exc).__name__}: {exc}"
+    check = getattr(mod, "availability", None)
+    if check is None:
+        return False, f"{module} has no availability() check"
+    try:
+        ok, reason = check()
+    except Exception as exc:   # noqa: BLE001
+        return False, f"{module}.availability() failed: {type(exc).__name__}: {exc}"
+    return bool(ok), str(reason)
+
+
+def _onnxruntime_availability() -> tuple[bool, str]:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        return False, f"cannot import onnxruntime: {exc}"
+    return True, f"onnxruntime {ort.__version__} ({', '.join(ort.get_available_providers())})"
+
+
+def availability(backend: str) -> tuple[bool, str]:
+    if backend == "onnxruntime":
+        return _onnxruntime_availability()
+    if backend == "tensorrt":
+        return _module_availability("engines.tensorrt")
+    if backend == "torch":
+        return _module_availability("engines.torch")
+    raise EngineError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+
+
+def backend_report() -> list[tuple[str, bool, str]]:
+    """(name, available, reason) for every concrete backend, in auto's order of preference."""
+    return [(name, *availability(name)) for name in ("tensorrt", "torch", "onnxruntime")]
+
+
+def choose_backend(backend: str = "auto", model_kind: str = "student") -> str:
+    """The concrete backend auto resolves to (the teacher and identity run on onnxruntime/CPU)."""
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise EngineError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        return backend
+    if model_kind in ("teacher", "identity"):
+        return "onnxruntime"
+    for name in ("tensorrt", "torch"):
+        if availability(name)[0]:
+            return name
+    return "onnxruntime"
+
+
+def create_engine(backend: str, model, *, threads: int | None = None, device: str | None = None) -> Engine:
+    """Build the engine for a resolved model (streamer.model_registry.ModelSpec, or a name/path string)."""
+    if isinstance(model, str):
+        from streamer.model_registry import resolve_model
+
+        model = resolve_model(model)
+    if model.kind == "identity":
+        return IdentityEngine()
+    name = choose_backend(backend, model.kind)
+    if name != "onnxruntime":
+        ok, reason = availability(name)
+        if not ok:
+            raise EngineError(f"backend {name} is not available: {reason}")
+    if model.kind == "teacher":
+        if name != "onnxruntime":
+            raise EngineError(f"the teacher model runs on onnxruntime only, not {name}")
+        from engines.onnxruntime import TeacherEngine
+
+        return TeacherEngine(threads=threads)
+    if name == "onnxruntime":
+        if model.onnx is None:
+            raise EngineError(f"model {model.name}: no ONNX file for the onnxruntime backend")
+        from engines.onnxruntime import OnnxRuntimeEngine
+
+        return OnnxRuntimeEngine(model.onnx, threads=threads, name=model.name)
+    if name == "tensorrt":
+        if model.onnx is None:
+            raise EngineError(f"model {model.name}: the tensorrt backend builds from an ONNX file")
+        from engines.tensorrt import TensorRTEngine
+
+        return TensorRTEngine(str(model.onnx))
+    if model.weights is None:
+        raise EngineError(f"model {model.name}: the torch backend needs .pt weights")
+    from engines.torch import TorchEngine
+
+    return TorchEngine(str(model.weights), device or "cuda")

@@ -1,0 +1,6 @@
+"""``python -m streamer`` = the ``streamer`` command."""
+import sys
+
+from streamer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,234 @@
+"""The conversion API behind ``streamer convert``: one video, one image, or a directory of them.
+
+    conv = Converter(ConvertOptions(style="starry_night"))
+    result = conv.convert("in.mp4", "out.mp4")          # -> ConvertResult
+    results = conv.convert_dir("clips/", "styled/")      # -> list of ConvertResult (ok or failed)
+
+The engine and style vector are built once per Converter and reused for every file.  Every file
+is written through :class:`~streamer.sinks.AtomicOutput`: complete at its final name, or absent.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from engines.base import Engine, EngineError
+from streamer.errors import InputError, StreamerError, one_line
+from streamer.model_registry import resolve_model
+from streamer.pipeline import Frame, Runner, Stats
+from streamer.processing import StyleVector, processing_size, stylize_image, stylize_stages
+from streamer.sinks import AtomicOutput, VideoFileSink, write_image
+from streamer.sources import VideoFileSource, is_image, is_video, read_image
+
+
+@dataclass
+class ConvertOptions:
+    style: str = "starry_night"
+    strength: float = 1.0
+    max_size: int | None = None        # longer side of the processing size (default processing.DEFAULT_MAX_SIZE)
+    backend: str = "auto"
+    model: str | None = None           # student | teacher | identity | PATH (default: student if present)
+    smooth: str = "off"                # off | ema | flow
+    codec: str = "libx264"
+    crf: int | None = 18
+    preset: str | None = "fast"
+    batch: int = 1                     # frames per engine call
+    overwrite: bool = False
+    threads: int | None = None         # ONNX Runtime intra-op threads (None: all cores)
+    queue_size: int = 8
+
+
+@dataclass
+class ConvertResult:
+    input: str
+    output: str
+    frames: int = 0
+    width: int = 0
+    height: int = 0
+    seconds: float = 0.0
+    fps: float = 0.0
+    backend: str = ""
+    model: str = ""
+    style: str = ""
+    status: str = "ok"                 # ok | skipped | failed
+    error: str | None = None
+    exit_code: int = 0
+    processing: list[int] | None = None
+    audio: list[str] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["seconds"], d["fps"] = round(self.seconds, 3), round(self.fps, 2)
+        return d
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+class Converter:
+    def __init__(self, options: ConvertOptions | None = None, *, engine: Engine | None = None, encoder=None) -> None:
+        self.options = options or ConvertOptions()
+        o = self.options
+        if not 0.0 <= o.strength <= 1.0:
+            raise InputError(f"--strength {o.strength}: must be between 0 and 1")
+        if o.max_size is not None and o.max_size < 16:
+            raise InputError(f"--max-size {o.max_size}: too small")
+        if o.batch < 1:
+            raise InputError(f"--batch {o.batch}: must be at least 1")
+        self._engine = engine
+        self._encoder = encoder
+        self._style: StyleVector | None = None
+
+    # --- lazily built, shared across files ----------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from engines.select import create_engine
+
+            try:
+                self._engine = create_engine(self.options.backend, resolve_model(self.options.model),
+                                             threads=self.options.threads)
+            except EngineError as exc:
+                raise InputError(one_line(exc)) from exc
+        return self._engine
+
+    def style_vector(self) -> StyleVector:
+        if self._style is None:
+            from streamer.styles import StyleEncoder, StyleError
+
+            if self._encoder is None:
+                self._encoder = StyleEncoder(threads=self.options.threads)
+            try:
+                vec = self._encoder.encode(self.options.style)
+            except StyleError as exc:
+                raise InputError(one_line(exc)) from exc
+            self._style = vec
+        return StyleVector(self._style, self.options.strength, self._encoder)   # fresh content mix per file
+
+    def _make_smoother(self):
+        if self.options.smooth == "off":
+            return None
+        from streamer.temporal import make_smoother
+
+        try:
+            return make_smoother(self.options.smooth)
+        except ValueError as exc:
+            raise InputError(f"--smooth {self.options.smooth}: {one_line(exc)}") from exc
+
+    # --- one file -------------------------------------------------------------------------
+    def convert(self, input: str | os.PathLike, output: str | os.PathLike,
+                on_start: Callable[[VideoFileSource], None] | None = None,
+                on_frame: Callable[[Frame], None] | None = None) -> ConvertResult:
+        src, dst = Path(input), Path(output)
+        if not src.exists():
+            raise InputError(f"{src}: no such file")
+        if same_file(src, dst):
+            raise InputError(f"{dst}: OUTPUT is the same file as INPUT; refusing to overwrite the input")
+        if is_image(src):
+            if not is_image(dst):
+                raise InputError(f"{dst}: an image input needs an image output (.png, .jpg, ...)")
+            return self._convert_image(src, dst)
+        if is_image(dst):
+            raise InputError(f"{dst}: a video input needs a video output (.mp4, .mkv, ...)")
+        return self._convert_video(src, dst, on_start, on_frame)
+
+    def _result(self, src: Path, dst: Path, **kw) -> ConvertResult:
+        info = self.engine.info
+        return ConvertResult(input=str(src), output=str(dst), backend=info.backend, model=info.model,
+                             style=self.options.style, **kw)
+
+    def _convert_image(self, src: Path, dst: Path) -> ConvertResult:
+        t0 = time.perf_counter()
+        out = AtomicOutput(dst, overwrite=self.options.overwrite)
+        rgb = read_image(src)
+        engine, style = self.engine, self.style_vector()
+        h, w = rgb.shape[:2]
+        size = processing_size(w, h, self.options.max_size, engine.info, name=str(src))
+        with out:
+            img = stylize_image(engine, style, rgb, self.options.max_size, name=str(src))
+            write_image(out.temp, img, dst)
+            out.commit()
+        secs = time.perf_counter() - t0
+        return self._result(src, dst, frames=1, width=w, height=h, seconds=secs, fps=1 / secs if secs else 0.0,
+                            processing=list(size))
+
+    def _convert_video(self, src: Path, dst: Path, on_start, on_frame) -> ConvertResult:
+        out = AtomicOutput(dst, overwrite=self.options.overwrite)
+        source = VideoFileSource(src)
+        try:
+            engine, style = self.engine, self.style_vector()
+            size = processing_size(source.width, source.height, self.options.max_size, engine.info, name=str(src))
+            stages = stylize_stages(engine, style, size, batch=self.options.batch, smoother=self._make_smoother())
+            sink = VideoFileSink(out.temp, width=source.width, height=source.height, time_base=source.time_base,
+                                 rate=source.rate, codec=self.options.codec, crf=self.options.crf,
+                                 preset=self.options.preset, audio_from=src if source.audio else None,
+                                 label=str(dst))
+            if on_start is not None:
+                on_start(source)
+        except BaseException:
+            source.close()
+            raise
+        with out:
+            stats = Runner(source, stages, sink, policy="block", queue_size=self.options.queue_size,
+                           stats=Stats(), label=str(src), on_frame=on_frame).run()
+            out.commit()
+        return self._result(src, dst, frames=stats.frames_out, width=source.width, height=source.height,
+                            seconds=stats.seconds, fps=stats.fps, processing=list(size), audio=sink.audio_modes,
+                            stages={k: round(v, 4) for k, v in stats.busy.items()})
+
+    # --- a directory ----------------------------------------------------------------------
+    def convert_dir(self, input_dir: str | os.PathLike, output_dir: str | os.PathLike,
+                    on_file: Callable[[ConvertResult], None] | None = None,
+                    on_start: Callable[[VideoFileSource], None] | None = None,
+                    on_frame: Callable[[Frame], None] | None = None) -> list[ConvertResult]:
+        """Every video and image in input_dir (not recursive) into output_dir; skips outputs that exist.
+
+        Videos are written as ``NAME.mp4``, images keep their extension.  A failing file is recorded
+        and the others go on; complete outputs exist only under their final names (atomic rename),
+        so a re-run resumes where a killed one stopped.
+        """
+        src_dir, dst_dir = Path(input_dir), Path(output_dir)
+        if not src_dir.is_dir():
+            raise InputError(f"{src_dir}: not a directory")
+        if dst_dir.exists() and not dst_dir.is_dir():
+            raise InputError(f"{dst_dir}: batch mode needs an output directory")
+        if same_file(src_dir, dst_dir):
+            raise InputError(f"{dst_dir}: the output directory must differ from the input directory")
+        try:
+            dst_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{dst_dir}: cannot create output directory ({exc.strerror})") from exc
+        files = sorted(p for p in src_dir.iterdir()
+                       if p.is_file() and not p.name.startswith(".") and (is_video(p) or is_image(p)))
+        if not files:
+            raise InputError(f"{src_dir}: no videos or images inside")
+        self.engine, self.style_vector()          # a bad style or backend fails the run once, not per file
+        results = []
+        for f in files:
+            dst = dst_dir / (f.name if is_image(f) else f.stem + ".mp4")
+            if dst.exists() and not self.options.overwrite:
+                r = ConvertResult(input=str(f), output=str(dst), status="skipped", style=self.options.style)
+            else:
+                try:
+                    r = self.convert(f, dst, on_start=on_start, on_frame=on_frame)
+                except StreamerError as exc:
+                    r = ConvertResult(input=str(f), output=str(dst), status="failed", error=one_line(exc),
+                                      exit_code=exc.exit_code, style=self.options.style)
+            results.append(r)
+            if on_file is not None:
+                on_file(r)
+        return results
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()

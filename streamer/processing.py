@@ -1,0 +1,107 @@
+"""Pixels in and out of the network: processing size, HWC uint8 <-> NCHW float32, the pipeline stages.
+
+These functions are shared by the video pipeline and by single images, so both stylize alike.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from engines.base import Engine, EngineInfo
+from streamer.errors import InputError
+from streamer.pipeline import Frame, Stage
+
+DEFAULT_MAX_SIZE = 720   # longer side: 640x360 (and 1280x720 -> 720x405) run at or near native size
+
+
+def processing_size(width: int, height: int, max_size: int | None, info: EngineInfo, *, name: str = "input") -> tuple[int, int]:
+    """(w, h) the network sees: the input scaled (never up) so its longer side is min(max_size, engine max)."""
+    limit = min(x for x in (max_size or DEFAULT_MAX_SIZE, info.max_side or 1 << 30))
+    if min(width, height) < info.min_side:
+        raise InputError(f"{name}: {width}x{height} is smaller than the network needs "
+                         f"({info.min_side} px on the shorter side)")
+    scale = min(1.0, limit / max(width, height))
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    if min(w, h) < info.min_side:          # very elongated: keep the short side at the minimum if possible
+        scale = info.min_side / min(width, height)
+        w, h = max(info.min_side, round(width * scale)), max(info.min_side, round(height * scale))
+        if max(w, h) > limit:
+            raise InputError(f"{name}: aspect ratio {width}x{height} cannot fit the network "
+                             f"({info.min_side}..{limit} px per side)")
+    return w, h
+
+
+def to_nchw(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """HxWx3 uint8 RGB -> [3,h,w] float32 0..1 at size (w, h)."""
+    if (rgb.shape[1], rgb.shape[0]) != size:
+        interp = cv2.INTER_AREA if size[0] < rgb.shape[1] else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, size, interpolation=interp)
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255)
+
+
+def to_rgb(chw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """[3,h,w] float32 0..1 -> HxWx3 uint8 RGB at size (w, h)."""
+    img = np.clip(chw.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if (img.shape[1], img.shape[0]) != size:
+        img = cv2.resize(img, size, interpolation=cv2.INTER_CUBIC)
+    return img
+
+
+def mix_style(style: np.ndarray, content: np.ndarray | None, strength: float) -> np.ndarray:
+    """Magenta's interpolation: s*style + (1-s)*content style vector."""
+    if strength >= 1.0 or content is None:
+        return style
+    return (strength * style + (1.0 - strength) * content).astype(np.float32)
+
+
+class StyleVector:
+    """The style vector for a run; with strength < 1 it needs the first frame (computed once, lazily)."""
+
+    def __init__(self, style: np.ndarray, strength: float = 1.0, encoder=None) -> None:
+        self.style, self.strength, self.encoder = style, strength, encoder
+        self._value: np.ndarray | None = style if strength >= 1.0 else None
+
+    def for_frame(self, rgb: np.ndarray) -> np.ndarray:
+        if self._value is None:
+            self._value = mix_style(self.style, self.encoder.encode_image(rgb), self.strength)
+        return self._value
+
+
+def stylize_stages(engine: Engine, style: StyleVector, size: tuple[int, int], *, batch: int = 1,
+                   smoother=None) -> list[Stage]:
+    """preprocess -> infer (batched) -> postprocess [-> smooth] for frames whose pixels are HxWx3 uint8 RGB."""
+
+    def preprocess(frame: Frame) -> Frame:
+        frame.extras["input"] = to_nchw(frame.pixels, size)
+        return frame
+
+    def infer(frames: list[Frame]) -> list[Frame]:
+        vec = style.for_frame(frames[0].pixels)
+        out = engine.infer(np.stack([f.extras.pop("input") for f in frames]), vec)
+        for f, y in zip(frames, out):
+            f.extras["output"] = y
+        return frames
+
+    def postprocess(frame: Frame) -> Frame:
+        h, w = frame.pixels.shape[:2]
+        frame.extras["stylized"] = to_rgb(frame.extras.pop("output"), (w, h))
+        return frame
+
+    stages = [Stage.map("preprocess", preprocess),
+              Stage("infer", infer, batch=max(1, min(batch, engine.info.max_batch))),
+              Stage.map("postprocess", postprocess)]
+    if smoother is not None:
+        def smooth(frame: Frame) -> Frame:
+            frame.extras["stylized"] = smoother(frame.pixels, frame.extras["stylized"])
+            return frame
+
+        stages.append(Stage.map("smooth", smooth))
+    return stages
+
+
+def stylize_image(engine: Engine, style: StyleVector, rgb: np.ndarray, max_size: int | None, *, name: str = "image") -> np.ndarray:
+    """One HxWx3 uint8 RGB image through the same pre/infer/post steps as video frames."""
+    h, w = rgb.shape[:2]
+    size = processing_size(w, h, max_size, engine.info, name=name)
+    out = engine.infer(to_nchw(rgb, size)[None], style.for_frame(rgb))[0]
+    return to_rgb(out, (w, h))

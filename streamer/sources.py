@@ -1,0 +1,160 @@
+"""Frame sources: video files through PyAV (threaded decode), and still images.
+
+A source yields :class:`~streamer.pipeline.Frame` objects with HxWx3 uint8 RGB pixels and the
+decoder's own timestamps.  Every way a file can be unusable becomes a one-line
+:class:`~streamer.errors.InputError` naming the file.  Live sources (cameras, URLs) plug into the
+same runner with the ``drop_oldest`` policy; they only need ``name``, ``frames()`` and ``close()``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import cv2
+import numpy as np
+
+from streamer.errors import InputError, one_line
+from streamer.pipeline import Frame
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts",
+                    ".m2ts", ".flv", ".wmv", ".3gp", ".ogv", ".gif", ".y4m"}
+
+av.logging.set_level(av.logging.PANIC)   # FFmpeg's own log lines would break the one-line error promise
+
+
+def is_image(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def check_readable(path: Path) -> None:
+    """Missing, directory, empty or unreadable -> InputError."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Any image (grayscale, 16-bit, alpha) as HxWx3 uint8 RGB."""
+    path = Path(path)
+    check_readable(path)
+    img = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise InputError(f"{path}: not an image, or corrupt")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def av_problem(exc: BaseException) -> str:
+    """A short description of a PyAV/FFmpeg error."""
+    if isinstance(exc, av.error.FFmpegError):
+        text = exc.strerror or one_line(exc)
+        return text[0].lower() + text[1:] if text else type(exc).__name__
+    return one_line(exc)
+
+
+class VideoFileSource:
+    """Decodes the first video stream of a file with PyAV's frame threading; never drops a frame.
+
+    Opening probes the file, so bad input fails here, before any output exists.
+    Attributes after opening: width, height, time_base, rate, frame_count (estimate, may be 0),
+    codec, pix_fmt, audio (number of audio streams).  ``rotation`` (degrees counter-clockwise, from
+    the display matrix) is known once the first frame is decoded and rides on frame 0's extras.
+    """
+
+    name = "decode"
+
+    def __init__(self, path: str | os.PathLike, *, threads: int = 0) -> None:
+        self.path = Path(path)
+        check_readable(self.path)
+        try:
+            self._container = av.open(str(self.path), metadata_errors="ignore")
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{self.path}: not a readable video ({av_problem(exc)})") from exc
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"{self.path}: cannot open ({one_line(exc)})") from exc
+        try:
+            self._init_stream(threads)
+        except BaseException:
+            self.close()
+            raise
+        self.rotation = 0
+
+    def _init_stream(self, threads: int) -> None:
+        if not self._container.streams.video:
+            raise InputError(f"{self.path}: no video stream")
+        stream = self._container.streams.video[0]
+        ctx = stream.codec_context
+        if ctx is None or stream.codec_context.codec is None:
+            raise InputError(f"{self.path}: unsupported video codec")
+        self.codec = ctx.name
+        if not self.codec or self.codec == "none":
+            raise InputError(f"{self.path}: unsupported video codec")
+        self.width, self.height = ctx.width, ctx.height
+        if self.width <= 0 or self.height <= 0:
+            raise InputError(f"{self.path}: video has no frame size (corrupt header?)")
+        stream.thread_type = "AUTO"
+        stream.thread_count = threads
+        self._stream = stream
+        self.pix_fmt = ctx.pix_fmt
+        self.time_base = stream.time_base or Fraction(1, 90000)
+        self.rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
+        if not (0 < self.rate < 1000):
+            self.rate = Fraction(25)
+        self.frame_count = stream.frames or 0
+        if not self.frame_count and stream.duration and stream.time_base:
+            self.frame_count = int(round(float(stream.duration * stream.time_base * self.rate)))
+        elif not self.frame_count and self._container.duration:
+            self.frame_count = int(round(self._container.duration / 1e6 * float(self.rate)))
+        self.audio = len(self._container.streams.audio)
+
+    def frames(self) -> Iterator[Frame]:
+        seq = 0
+        last_pts: int | None = None
+        step = max(1, round(1 / (self.rate * self.time_base))) if self.time_base else 1
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.is_corrupt:
+                    raise InputError(f"{self.path}: corrupt video data at packet {seq}")
+                for vf in packet.decode():
+                    if vf.is_corrupt:
+                        raise InputError(f"{self.path}: corrupt video frame {seq}")
+                    pts = vf.pts
+                    if pts is None:
+                        pts = 0 if last_pts is None else last_pts + step
+                    elif last_pts is not None and pts <= last_pts:   # broken timestamps: keep them increasing
+                        pts = last_pts + 1
+                    last_pts = pts
+                    rgb = vf.to_ndarray(format="rgb24")
+                    frame = Frame(seq, pts, self.time_base, time.perf_counter(), rgb)
+                    if seq == 0:
+                        self.rotation = int(vf.rotation or 0)
+                        frame.extras["rotation"] = self.rotation
+                    seq += 1
+                    yield frame
+        except InputError:
+            raise
+        except (av.error.FFmpegError, ValueError, MemoryError, OverflowError) as exc:
+            raise InputError(f"{self.path}: corrupt or truncated video at frame {seq} ({av_problem(exc)})") from exc
+        if seq == 0:
+            raise InputError(f"{self.path}: no decodable video frames (corrupt or truncated)")
+
+    def close(self) -> None:
+        container, self._container = getattr(self, "_container", None), None
+        if container is not None:
+            try:
+                container.close()
+            except Exception:       # noqa: BLE001 - closing a broken file must not mask the real error
+                pass
