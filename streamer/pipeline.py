@@ -227,6 +227,8 @@ class Runner:
         if self._error is not None:
             self._abort_sink()
             self._raise()
+        if self._stop.is_set():              # stop() from outside (live quit): the sink never saw END
+            self._abort_sink()
         return self.stats
 
     def stop(self) -> None:

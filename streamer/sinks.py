@@ -138,7 +138,6 @@ class AudioCopier:
                 if not target or target == "none":
                     continue
                 o = out.add_stream(target, rate=s.codec_context.sample_rate)
-                s.thread_type = "AUTO"
                 self._map[s.index] = ("encode", s, o)
                 self.modes.append(f"{name} -> {target}")
         self._packets = self._in.demux(*[m[1] for m in self._map.values()]) if self._map else iter(())
@@ -153,25 +152,26 @@ class AudioCopier:
                 pkt = next(self._packets, None)
                 if pkt is None:
                     return
-            if pkt.stream_index not in self._map:
+            index = pkt.stream.index if pkt.stream is not None else pkt.stream_index   # flush packets: index 0
+            if index not in self._map:
                 continue
             if pkt.dts is None and pkt.pts is None:
-                if pkt.size == 0 and self._map[pkt.stream_index][0] == "encode":   # end-of-stream marker
-                    self._encode(pkt)
+                if pkt.size == 0 and self._map[index][0] == "encode":   # end-of-stream marker: drain the decoder
+                    self._encode(pkt, index)
                 continue
             t = pkt.dts if pkt.dts is not None else pkt.pts
             if until is not None and t is not None and pkt.time_base and float(t * pkt.time_base) > until:
                 self._pending = pkt
                 return
-            mode, _, o = self._map[pkt.stream_index]
+            mode, _, o = self._map[index]
             if mode == "copy":
                 pkt.stream = o
                 self._out.mux(pkt)
             else:
-                self._encode(pkt)
+                self._encode(pkt, index)
 
-    def _encode(self, pkt) -> None:
-        _, _, o = self._map[pkt.stream_index]
+    def _encode(self, pkt, index: int) -> None:
+        _, _, o = self._map[index]
         for frame in pkt.decode():
             frame.pts = None
             self._out.mux(o.encode(frame))
