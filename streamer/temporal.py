@@ -73,13 +73,16 @@ class FlowSmoothing:
     alpha:         weight of the current stylized frame where the flow is trusted (1 = no smoothing).
     flow_side:     longer side of the grayscale copies the flow is computed on.
     preset:        DIS preset ("ultrafast", "fast", "medium").
+    finest_scale:  override the preset's finest pyramid level (0 = full flow resolution; presets use 1-2).
     photo_sigma:   photometric error (gray levels, after removing the mean change) at which confidence drops to 1/e.
     fb_sigma:      forward-backward error (pixels at flow resolution, squared units) scale of the soft check.
     cut_threshold: mean absolute difference of 32-px-wide grayscale inputs (0..255) that counts as a scene cut.
+    interpolation: "linear" or "cubic" resampling of the previous output (cubic blurs less over many frames).
     """
 
-    def __init__(self, alpha: float = 0.3, *, flow_side: int = 192, preset: str = "fast",
-                 photo_sigma: float = 12.0, fb_sigma: float = 0.5, cut_threshold: float = 30.0) -> None:
+    def __init__(self, alpha: float = 0.35, *, flow_side: int = 192, preset: str = "fast",
+                 photo_sigma: float = 12.0, fb_sigma: float = 0.5, cut_threshold: float = 25.0,
+                 interpolation: str = "linear", finest_scale: int | None = None) -> None:
         if not 0.0 < alpha <= 1.0:
             raise ValueError("alpha must be in (0, 1]")
         self.alpha = alpha
@@ -87,7 +90,10 @@ class FlowSmoothing:
         self.photo_sigma = photo_sigma
         self.fb_sigma = fb_sigma
         self.cut_threshold = cut_threshold
+        self._interp = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}[interpolation]
         self._dis = make_dis(preset)
+        if finest_scale is not None:
+            self._dis.setFinestScale(finest_scale)
         self.cuts = 0                  # scene cuts detected since construction (for stats and tests)
         self.last_weight: np.ndarray | None = None   # small-resolution weight of the warped previous output, last frame
         self._size: tuple[int, int] | None = None
@@ -138,7 +144,7 @@ class FlowSmoothing:
         # Upsample the backward flow and the blend weight; warp the previous output onto this frame.
         cv2.resize(self._flow_small, (w, h), dst=self._flow_full, interpolation=cv2.INTER_LINEAR)
         cv2.add(self._grid_full, self._flow_full, dst=self._map_full)
-        cv2.remap(prev_out, self._map_full, None, cv2.INTER_LINEAR, dst=self._warped, borderMode=cv2.BORDER_REPLICATE)
+        cv2.remap(prev_out, self._map_full, None, self._interp, dst=self._warped, borderMode=cv2.BORDER_REPLICATE)
         cv2.resize(conf, (w, h), dst=self._w_full, interpolation=cv2.INTER_LINEAR)
         cv2.subtract(1.0, self._w_full, dst=self._w_cur)
         out = cv2.blendLinear(self._warped, stylized, self._w_full, self._w_cur)
