@@ -1,0 +1,109 @@
+"""`distill` command line: prepare, train, export, eval."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _prepare(a: argparse.Namespace) -> int:
+    from distill.data import prepare
+
+    manifest = prepare(a.content, a.styles, a.out, pairs=a.pairs, holdout_content=a.holdout_content,
+                       holdout_styles=a.holdout_styles, seed=a.seed, threads=a.threads, progress=not a.quiet)
+    print(json.dumps({k: manifest[k] for k in ("pairs", "seconds", "heldout_content", "heldout_styles")}))
+    return 0
+
+
+def _train(a: argparse.Namespace) -> int:
+    from distill.train import TrainConfig, train
+
+    cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, minutes=a.minutes, batch=a.batch, crop=a.crop, lr=a.lr,
+                      seed=a.seed, device=a.device, threads=a.threads, resume=not a.no_resume,
+                      w_temporal=a.w_temporal, w_perceptual=a.w_perceptual, w_style=a.w_style)
+    result = train(cfg, progress=not a.quiet)
+    print(json.dumps(result))
+    return 0
+
+
+def _export(a: argparse.Namespace) -> int:
+    from distill.export import export
+
+    print(json.dumps(export(a.weights, a.out, fp16=a.fp16)))
+    return 0
+
+
+def _eval(a: argparse.Namespace) -> int:
+    from distill.evaluate import evaluate
+
+    report = evaluate(a.model, a.data, content_dir=a.content, styles_dir=a.styles, sheet=a.sheet, side=a.side,
+                      max_pairs=a.pairs)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="distill", description="Distill the streamer student from the Magenta teacher.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("prepare", help="image folders -> cached teacher targets")
+    s.add_argument("--content", required=True, help="folder of content photos")
+    s.add_argument("--styles", required=True, help="folder of style images (paintings)")
+    s.add_argument("--out", required=True, help="cache folder")
+    s.add_argument("--pairs", type=int, default=2000)
+    s.add_argument("--holdout-content", type=int, default=12)
+    s.add_argument("--holdout-styles", type=int, default=3)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_prepare)
+
+    t = sub.add_parser("train", help="train the student on a prepared cache (resumes from OUT/last.pt)")
+    t.add_argument("--data", required=True)
+    t.add_argument("--out", required=True, help="run folder: checkpoints, log, final weights")
+    t.add_argument("--steps", type=int, default=12000)
+    t.add_argument("--minutes", type=float, default=None, help="stop after this wall time (checkpointed, resumable)")
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--crop", type=int, default=192)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--w-temporal", type=float, default=5.0)
+    t.add_argument("--w-perceptual", type=float, default=0.2)
+    t.add_argument("--w-style", type=float, default=1.0)
+    t.add_argument("--no-resume", action="store_true")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("export", help="student weights -> ONNX (frame, style -> stylized)")
+    e.add_argument("--weights", required=True, help="student .pt (config + state_dict)")
+    e.add_argument("--out", required=True, help="output .onnx")
+    e.add_argument("--fp16", action="store_true", help="strongly-typed FP16 graph (fp32 I/O) for TensorRT 10.12+/11")
+    e.set_defaults(func=_export)
+
+    v = sub.add_parser("eval", help="held-out quality against the teacher, parameters, FLOPs, contact sheet")
+    v.add_argument("--model", required=True, help="student .onnx or .pt")
+    v.add_argument("--data", help="prepared cache (for its held-out file list)")
+    v.add_argument("--content", help="content folder (held-out images are taken from the cache manifest)")
+    v.add_argument("--styles", help="styles folder")
+    v.add_argument("--side", type=int, default=384)
+    v.add_argument("--pairs", type=int, default=36)
+    v.add_argument("--sheet", default=None, help="write a contact sheet PNG here")
+    v.set_defaults(func=_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"distill: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

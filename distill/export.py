@@ -1,0 +1,55 @@
+"""`distill export`: student weights -> ONNX with the contract every engine relies on.
+
+Contract: inputs `frame` [N,3,H,W] float32 RGB 0..1 and `style` [N,100] float32,
+output `stylized` [N,3,H,W] float32 0..1; N, H, W dynamic; opset 17.  `--fp16`
+writes a strongly-typed FP16 graph (fp16 weights and activations, fp32 I/O),
+which TensorRT 10.12+/11 builds without the removed FP16 builder flag.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from distill.student import STYLE_DIM, load_weights
+
+OPSET = 17
+
+
+def export(weights: str, out: str, fp16: bool = False, check_tolerance: float = 1e-4) -> dict:
+    model = load_weights(weights)
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    frame, style = torch.rand(1, 3, 64, 96), torch.rand(1, STYLE_DIM)
+    fp32_path = out_path if not fp16 else out_path.with_suffix(".fp32.onnx")
+    torch.onnx.export(model, (frame, style), str(fp32_path), input_names=["frame", "style"], output_names=["stylized"],
+                      dynamic_axes={"frame": {0: "N", 2: "H", 3: "W"}, "style": {0: "N"}, "stylized": {0: "N", 2: "H", 3: "W"}},
+                      opset_version=OPSET, dynamo=False)
+    graph = onnx.load(str(fp32_path))
+    onnx.checker.check_model(graph, full_check=True)
+    max_err = _compare_with_torch(model, fp32_path)
+    if max_err > check_tolerance:
+        raise RuntimeError(f"{fp32_path}: ONNX Runtime differs from PyTorch by {max_err:.2e} > {check_tolerance}")
+    result = {"onnx": str(fp32_path), "opset": OPSET, "max_abs_diff_vs_torch": max_err,
+              "parameters": sum(p.numel() for p in model.parameters())}
+    if fp16:
+        from engines.fp16_onnx import convert_to_fp16
+
+        onnx.save(convert_to_fp16(graph), str(out_path))
+        onnx.checker.check_model(str(out_path), full_check=True)
+        fp32_path.unlink()
+        result.update(onnx=str(out_path), precision="fp16")
+    return result
+
+
+def _compare_with_torch(model, path: Path) -> float:
+    """ORT vs PyTorch on a batch of 2 at an odd size, so the dynamic axes are exercised too."""
+    from engines.onnxruntime import make_session
+
+    frame, style = torch.rand(2, 3, 72, 104), torch.randn(2, STYLE_DIM)
+    with torch.no_grad():
+        ref = model(frame, style).numpy()
+    got = make_session(path).run(["stylized"], {"frame": frame.numpy(), "style": style.numpy()})[0]
+    return float(np.abs(ref - got).max())

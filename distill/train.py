@@ -1,0 +1,173 @@
+"""`distill train`: fit the student to the cached teacher targets. One file, nanoGPT style.
+
+Resumable (OUT/last.pt every `ckpt_every` steps and on exit), seeded, with a
+progress bar that shows the loss and the ETA. Runs on CPU (2 cores: about 1-2
+steps a second at the defaults) or on a CUDA GPU when one is present.
+"""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from distill.data import PreparedSet
+from distill.losses import (EfficientNetFeatures, charbonnier, gradient_loss, perceptual_loss, style_loss, temporal_loss,
+                            texture_energy)
+from distill.student import Student, StudentConfig, save_checkpoint_weights
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    steps: int = 12000
+    minutes: float | None = None
+    batch: int = 8
+    crop: int = 192
+    lr: float = 2e-3
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    resume: bool = True
+    ckpt_every: int = 250
+    w_pixel: float = 1.0
+    w_gradient: float = 1.0
+    w_perceptual: float = 0.2
+    w_style: float = 1.0
+    w_texture: float = 1.0
+    w_temporal: float = 5.0
+    c1: int = 16
+    c2: int = 32
+    blocks: int = 4
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def sample_batch(data: PreparedSet, cfg: TrainConfig, rng: np.random.Generator, device: torch.device):
+    """Random pairs, random aligned crops of content and teacher target, random flips."""
+    n, side = data.content.shape[0], data.content.shape[1]
+    idx = np.sort(rng.choice(n, cfg.batch, replace=False))
+    c, t, s = [], [], []
+    for i in idx:
+        y, x = rng.integers(0, side - cfg.crop + 1, 2)
+        ci = data.content[i, y:y + cfg.crop, x:x + cfg.crop]
+        ti = data.target[i, y:y + cfg.crop, x:x + cfg.crop]
+        if rng.random() < 0.5:
+            ci, ti = ci[::-1], ti[::-1]
+        c.append(ci), t.append(ti)
+    to = lambda a: torch.from_numpy(np.ascontiguousarray(np.stack(a))).permute(0, 3, 1, 2).float().div(255).to(device)  # noqa: E731
+    style = torch.from_numpy(np.asarray(data.style[idx])).to(device)
+    sidx = np.asarray(data.style_index[idx])
+    return to(c), to(t), style, sidx
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = PreparedSet.load(cfg.data, mmap=False)
+    style_images = torch.from_numpy(np.asarray(data.style_images)).permute(0, 3, 1, 2).float().div(255).to(device)
+
+    model = Student(StudentConfig(c1=cfg.c1, c2=cfg.c2, blocks=cfg.blocks)).to(device)
+    feats = EfficientNetFeatures().to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    step, rng_state, elapsed_before = 0, None, 0.0
+    ckpt = out / "last.pt"
+    if cfg.resume and ckpt.exists():
+        blob = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(blob["model"])
+        opt.load_state_dict(blob["opt"])
+        step, rng_state, elapsed_before = blob["step"], blob["rng"], blob.get("elapsed", 0.0)
+    rng = np.random.default_rng(cfg.seed + step)
+    if rng_state is not None:
+        rng.bit_generator.state = rng_state
+    gen = torch.Generator().manual_seed(cfg.seed + step)
+
+    def progress_fraction(s: int) -> float:
+        """How far along the run is: by steps, or by wall time when a time budget is set (whichever is further),
+        so a run on a busy or slow machine still anneals its learning rate before the budget ends."""
+        frac = s / cfg.steps
+        if cfg.minutes:
+            frac = max(frac, (elapsed_before + time.time() - t0) / (60 * cfg.minutes))
+        return min(1.0, frac)
+
+    def lr_at(s: int) -> float:
+        warm = 200
+        if s < warm:
+            return cfg.lr * (s + 1) / warm
+        return cfg.lr * (0.02 + 0.49 * (1 + math.cos(math.pi * progress_fraction(s))))
+
+    def save() -> None:
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.bit_generator.state,
+                    "elapsed": elapsed_before + time.time() - t0, "config": asdict(cfg)}, tmp)
+        tmp.replace(ckpt)
+        save_checkpoint_weights(model, out / "student.pt")
+
+    stop = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    log = (out / "log.jsonl").open("a")
+    t0 = time.time()
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    ema = None
+    try:
+        while step < cfg.steps and not stop["flag"]:
+            if progress_fraction(step) >= 1.0:
+                break
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            content, target, style, sidx = sample_batch(data, cfg, rng, device)
+            pred = model(content, style)
+            fp, ft = feats(pred), feats(target)
+            terms = {
+                "pixel": charbonnier(pred, target),
+                "gradient": gradient_loss(pred, target),
+                "perceptual": perceptual_loss(fp, ft),
+                "style": style_loss(fp, ft),
+                "texture": (texture_energy(pred) - texture_energy(target)).abs().mean() * 10,
+            }
+            painted = np.nonzero(sidx >= 0)[0]
+            if len(painted):   # style statistics of the painting itself, for pairs that came from one painting
+                fs = feats(style_images[torch.from_numpy(sidx[painted])])
+                terms["style"] = terms["style"] + 0.2 * style_loss([f[painted] for f in fp], fs)
+            if cfg.w_temporal > 0:
+                terms["temporal"] = temporal_loss(model, content, style, pred, gen)
+            weights = {"pixel": cfg.w_pixel, "gradient": cfg.w_gradient, "perceptual": cfg.w_perceptual,
+                       "style": cfg.w_style, "texture": cfg.w_texture, "temporal": cfg.w_temporal}
+            loss = sum(weights[k] * v for k, v in terms.items())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema:.4f}", lr=f"{lr_at(step):.1e}")
+            if step % 25 == 0:
+                log.write(json.dumps({"step": step, "loss": loss.item(), "ema": ema,
+                                      **{k: round(v.item(), 5) for k, v in terms.items()},
+                                      "elapsed": round(elapsed_before + time.time() - t0, 1)}) + "\n")
+                log.flush()
+            if step % cfg.ckpt_every == 0:
+                save()
+    finally:
+        bar.close()
+        save()
+        log.close()
+    return {"step": step, "loss_ema": ema, "seconds": round(elapsed_before + time.time() - t0, 1),
+            "device": str(device), "weights": str(out / "student.pt")}
