@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
 import traceback
 from typing import Callable
 
 from streamer import __version__
-from streamer.errors import EXIT_FAILURE, EXIT_SIGINT, EXIT_USAGE, Interrupted, StreamerError, one_line
+from streamer.errors import EXIT_FAILURE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, Interrupted, StreamerError, one_line
 
 PROG = "streamer"
 # Modules of other work that add subcommands when they exist (each defines register(subparsers)).
@@ -220,6 +221,18 @@ def _raise_interrupted(signum, _frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Console entry point. After an interrupt it exits at once (os._exit) once the temp output is gone:
+    native thread pools (ONNX Runtime, FFmpeg) still winding down must not race interpreter shutdown."""
+    code = run(argv)
+    if code in (EXIT_SIGINT, EXIT_SIGTERM):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse argv, run the subcommand, map every error to its exit code; returns the code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)

@@ -1,0 +1,157 @@
+"""The `streamer` command as a user runs it: real subprocesses, one-line errors, exit codes, signals."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import pytest
+
+from conftest import REPO, leftovers, make_clip, painting, probe, run_cli
+
+FAST = ("--model", "identity", "--preset", "ultrafast")
+
+
+def assert_one_line_error(proc, out, *names):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("streamer: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for name in names:
+        assert str(name) in lines[0]
+    assert not out.exists()
+    if out.parent.is_dir():
+        assert leftovers(out.parent) == []
+
+
+def test_json_prints_one_object(tmp_path, clip):
+    out = tmp_path / "out.mp4"
+    proc = run_cli("convert", clip, out, "--json", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    obj = json.loads(proc.stdout)
+    assert {"input", "output", "frames", "width", "height", "seconds", "fps", "backend", "model", "style"} <= set(obj)
+    assert (obj["frames"], obj["width"], obj["height"]) == (10, 64, 48)
+    assert len(proc.stdout.strip().splitlines()) == 1
+
+
+def test_styles_and_info():
+    proc = run_cli("styles")
+    assert proc.returncode == 0 and "starry_night" in proc.stdout
+    proc = run_cli("info", "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    names = {b["name"]: b for b in info["backends"]}
+    assert names["onnxruntime"]["available"] is True
+    assert set(names) == {"onnxruntime", "tensorrt", "torch"}
+    assert all(b["reason"] for b in info["backends"])
+
+
+def _bad_inputs(tmp, clip):
+    """(name, input path, extra args, text the error must contain)"""
+    data = clip.read_bytes()
+    (tmp / "empty.mp4").write_bytes(b"")
+    (tmp / "text.mp4").write_text("hello, I am not a video\n" * 20)
+    (tmp / "trunc.mp4").write_bytes(data[: len(data) // 2])
+    corrupt = bytearray(data)
+    for i in range(48, len(corrupt), 7):
+        corrupt[i] ^= 0x5A
+    (tmp / "corrupt.mp4").write_bytes(bytes(corrupt))
+    (tmp / "unsupported.mp4").write_bytes(data.replace(b"avc1", b"zzz1"))   # unknown sample entry fourcc
+    (tmp / "style.jpg").write_text("not an image")
+    cv2.imwrite(str(tmp / "tiny.png"), painting()[:16, :16])
+    (tmp / "afile").write_text("x")
+    return [
+        ("missing", tmp / "nope.mp4", (), "no such file"),
+        ("empty", tmp / "empty.mp4", (), "empty file"),
+        ("not a video", tmp / "text.mp4", (), "not a readable video"),
+        ("truncated", tmp / "trunc.mp4", (), "trunc.mp4"),
+        ("corrupt", tmp / "corrupt.mp4", (), "corrupt.mp4"),
+        ("unsupported codec", tmp / "unsupported.mp4", (), "unsupported"),
+        ("unreadable style", clip, ("--style", str(tmp / "style.jpg")), "style.jpg"),
+        ("missing style", clip, ("--style", "no_such_style"), "no_such_style"),
+        ("tiny image", tmp / "tiny.png", (), "smaller than the network needs"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_bad_input_one_line_exit_2(tmp_path, clip, case):
+    name, src, extra, text = _bad_inputs(tmp_path, clip)[case]
+    out = tmp_path / "outdir" / ("out.png" if src.suffix == ".png" else "out.mp4")
+    out.parent.mkdir()
+    proc = run_cli("convert", src, out, *FAST, *extra)
+    assert_one_line_error(proc, out, text)
+
+
+@pytest.mark.parametrize("where", ["missing dir", "parent is a file"])
+def test_unwritable_output_location(tmp_path, clip, where):
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / ("no_dir" if where == "missing dir" else "afile") / "out.mp4"
+    proc = run_cli("convert", clip, out, *FAST)
+    assert_one_line_error(proc, out, out)
+
+
+def test_output_same_as_input_and_existing_output(tmp_path, clip):
+    src = tmp_path / "in.mp4"
+    src.write_bytes(clip.read_bytes())
+    proc = run_cli("convert", src, src, *FAST)
+    assert proc.returncode == 2 and "same file" in proc.stderr and src.read_bytes() == clip.read_bytes()
+    out = tmp_path / "exists.mp4"
+    out.write_bytes(b"precious")
+    proc = run_cli("convert", src, out, *FAST)
+    assert proc.returncode == 2 and "already exists" in proc.stderr and out.read_bytes() == b"precious"
+    proc = run_cli("convert", src, out, *FAST, "-y")
+    assert proc.returncode == 0 and len(probe(out)["pts"]) == 10
+
+
+def test_usage_error_exit_2(clip, tmp_path):
+    proc = run_cli("convert", clip)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    proc = run_cli("convert", clip, tmp_path / "o.mp4", "--strength", "3", *FAST)
+    assert proc.returncode == 2 and proc.stderr.startswith("streamer: error: --strength")
+
+
+def test_debug_shows_traceback(tmp_path):
+    proc = run_cli("convert", tmp_path / "nope.mp4", tmp_path / "o.mp4", "--debug", *FAST)
+    assert proc.returncode == 2 and "Traceback" in proc.stderr
+
+
+def test_batch_cli_summary_and_exit_code(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    make_clip(src / "good.mp4")
+    (src / "bad.mp4").write_bytes(b"\x00" * 100)
+    proc = run_cli("convert", src, tmp_path / "out", *FAST)
+    assert proc.returncode == 2
+    assert "1 converted, 0 skipped, 1 failed" in proc.stdout
+    assert [ln for ln in proc.stderr.splitlines() if ln] == [proc.stderr.strip()]   # one error line
+    proc = run_cli("convert", src, tmp_path / "out", *FAST)
+    assert "0 converted, 1 skipped, 1 failed" in proc.stdout
+
+
+def test_stale_temp_of_a_killed_run_is_removed(tmp_path, clip):
+    stale = tmp_path / ".out.streamer-tmp-4194300.mp4"        # above pid_max defaults: no such process
+    stale.write_bytes(b"half a file")
+    proc = run_cli("convert", clip, tmp_path / "out.mp4", *FAST)
+    assert proc.returncode == 0 and not stale.exists()
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_leaves_nothing_behind(tmp_path, signum, code):
+    src = make_clip(tmp_path / "long.mp4", width=96, height=64, frames=60)
+    out = tmp_path / "out.mp4"
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([sys.executable, "-m", "streamer", "convert", str(src), str(out), "--model", "teacher",
+                             "--max-size", "96"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=REPO)
+    deadline = time.monotonic() + 120
+    while not leftovers(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)                                        # wait until the temp output exists
+    assert leftovers(tmp_path), "the conversion never started writing"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert not out.exists() and leftovers(tmp_path) == []
