@@ -147,7 +147,8 @@ def evaluate_clip(clip: Clip, per_frame: dict[str, list[np.ndarray]]) -> dict[st
     vis = visible_masks(clip.flows_back, clip.flows_fwd)
     teacher = per_frame["teacher"]
     tex_teacher = np.mean([texture_energy(y) for y in teacher])
-    results = {"input": {"ewarp": warping_error(clip.frames, clip.flows_back, vis)[0]}}
+    e_in, per_in = warping_error(clip.frames, clip.flows_back, vis)
+    results = {"input": {"ewarp": e_in, "per_pair": per_in}}
     for eng, ys in per_frame.items():
         for mode, make in smoothers().items():
             outs, cpu_ms = run_smoother(make, clip.frames, ys)
@@ -224,17 +225,23 @@ def save_plot(path: Path, per_clip: dict[str, dict], methods: list[str]) -> bool
         print("matplotlib not installed (pip install '.[plot]'): no plot", file=sys.stderr)
         return False
     names = list(per_clip)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    ncols = min(3, len(names))
+    nrows = (len(names) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
         res = per_clip[name]
+        ax.plot(range(1, len(res["input"]["per_pair"]) + 1), res["input"]["per_pair"], "k:", lw=1, label="input frames")
         for m in methods:
-            ax.plot(range(1, len(res[m]["per_pair"]) + 1), res[m]["per_pair"], label=m, lw=1.4)
+            ax.plot(range(1, len(res[m]["per_pair"]) + 1), res[m]["per_pair"], label=m, lw=1.4,
+                    ls="-" if m.endswith("flow") else "--" if m.endswith("ema") else "-.")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("frame t")
+        ax.set_ylabel("E_warp(O_t, O_t-1)", fontsize=8)
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("E_warp(O_t, O_t-1)")
-    axes[0][-1].legend(fontsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
