@@ -93,12 +93,12 @@ def video_clip(path: Path, n_frames: int, start: int = 100) -> Clip:
 
 # --- engines ---------------------------------------------------------------------------------------
 
-def engines(threads: int) -> dict[str, object]:
+def engines(threads: int, student: Path = STUDENT) -> dict[str, object]:
     from engines.onnxruntime import OnnxRuntimeEngine, TeacherEngine
 
     out = {"teacher": TeacherEngine(threads=threads)}
-    if STUDENT.is_file():
-        out["student"] = OnnxRuntimeEngine(STUDENT, threads=threads, name="student")
+    if student.is_file():
+        out["student"] = OnnxRuntimeEngine(student, threads=threads, name="student")
     return out
 
 
@@ -272,6 +272,7 @@ def main(argv=None) -> int:
     ap.add_argument("--plot", type=Path, help="per-frame warping-error plot (PNG, needs matplotlib)")
     ap.add_argument("--strip", type=Path, help="strip image: methods x frames, with flicker maps (PNG)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--student", type=Path, default=STUDENT, help="student ONNX (used when the file exists)")
     args = ap.parse_args(argv)
 
     t_start = time.time()
@@ -279,8 +280,8 @@ def main(argv=None) -> int:
     from streamer.styles import StyleEncoder
 
     style = StyleEncoder(threads=args.threads).encode(STYLE)
-    engs = engines(args.threads)
-    print(f"engines: {', '.join(engs)}" + ("" if "student" in engs else f"  ({STUDENT.name} not found: teacher only)"))
+    engs = engines(args.threads, args.student)
+    print(f"engines: {', '.join(engs)}" + ("" if "student" in engs else f"  ({args.student} not found: teacher only)"))
     clips = synthetic_clips(n_syn, n_clips)
     synthetic = [c.name for c in clips]
     video = SHARED / "video" / "vtest.avi"
@@ -316,13 +317,14 @@ def main(argv=None) -> int:
         "ewarp_ratio": d["ewarp_synthetic"] / teacher_e, "ewarp_ok": d["ewarp_synthetic"] <= TARGET_RATIO * teacher_e,
         "ssim_ok": d["ssim_teacher"] >= MIN_SSIM, "texture_ok": d["texture_ratio"] >= MIN_TEXTURE,
         "drift_min_psnr": drift_min, "drift_ok": d["drift_psnr"] >= drift_min,
-        "budget_ok": timing[DEFAULT_SMOOTH]["wall_ms_median"] <= 1000 / 30 / 4,
+        # CPU time, not wall: this machine is shared with a training job, so wall time includes waiting for it.
+        "budget_ok": timing[DEFAULT_SMOOTH]["cpu_ms_mean"] <= 1000 / 30 / 4,
     }
     print(f"default pipeline {default}: E_warp {checks['ewarp_ratio']:.3f} x teacher (target <= {TARGET_RATIO}) "
           f"{'OK' if checks['ewarp_ok'] else 'MISSED'}; SSIM {d['ssim_teacher']:.3f} (>= {MIN_SSIM}) {'OK' if checks['ssim_ok'] else 'MISSED'}; "
           f"texture {d['texture_ratio']:.3f} (>= {MIN_TEXTURE}) {'OK' if checks['texture_ok'] else 'MISSED'}; "
           f"drift {d['drift_psnr']:.2f} dB (>= {drift_min:.2f}) {'OK' if checks['drift_ok'] else 'MISSED'}; "
-          f"cost {'OK' if checks['budget_ok'] else 'OVER'} (<= 8.33 ms)")
+          f"cost {timing[DEFAULT_SMOOTH]['cpu_ms_mean']:.2f} ms CPU {'OK' if checks['budget_ok'] else 'OVER'} (<= 8.33 ms)")
     print(f"total {time.time() - t_start:.0f}s")
 
     methods = [m for m in summary if m != "input"]
@@ -339,6 +341,7 @@ def main(argv=None) -> int:
             for r in res.values():
                 r.pop("_outputs", None)
         doc = {"date": time.strftime("%Y-%m-%d"), "style": STYLE, "engines": list(engs), "default": default,
+               "student": str(args.student) if "student" in engs else None,
                "summary": summary, "per_clip": per_clip, "smoothing_cost_640x360": timing, "checks": checks,
                "quick": args.quick}
         args.json.parent.mkdir(parents=True, exist_ok=True)
