@@ -196,10 +196,17 @@ def _atomic_write(path: Path, data) -> None:
 
 # ------------------------------------------------------------------ build
 
-def _trt_logger():
-    import tensorrt as trt
+_LOGGER = None
 
-    return trt.Logger(trt.Logger.WARNING)
+
+def _trt_logger():
+    """One logger for the process: TensorRT keeps a pointer to it in every builder and runtime."""
+    global _LOGGER
+    if _LOGGER is None:
+        import tensorrt as trt
+
+        _LOGGER = trt.Logger(trt.Logger.WARNING)
+    return _LOGGER
 
 
 def build_serialized(onnx_path: str | os.PathLike, profiles=DEFAULT_PROFILES, precision: str = "fp16",
@@ -326,7 +333,8 @@ class TensorRTEngine:
             if engine_path is None:
                 engine_path, _ = ensure_engine(onnx_path, precision=precision, profiles=profiles,
                                                cache_dir=cache_dir, device=device, log=log)
-            self._engine = trt.Runtime(_trt_logger()).deserialize_cuda_engine(Path(engine_path).read_bytes())
+            self._runtime = trt.Runtime(_trt_logger())      # must outlive the engine
+            self._engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
             if self._engine is None:
                 raise EngineError(f"{engine_path}: TensorRT cannot deserialize this engine (other version or GPU?)")
             self._context = self._engine.create_execution_context()
@@ -505,7 +513,7 @@ class TensorRTEngine:
         with self._pushed():
             for ticket in list(self._pending):
                 self.collect(ticket)
-            self._context = self._engine = None
+            self._context = self._engine = self._runtime = None
             self._slots = []
             self._ema_state = None
         self._cuda_ctx.detach()
