@@ -25,6 +25,7 @@ install: $(STAMP)
 install-dev: $(DEVSTAMP)
 
 demo: $(STAMP)
+	@mkdir -p $(dir $(DEMO_OUT))
 	$(BIN)/streamer convert streamer/assets/sample.mp4 $(DEMO_OUT) --style starry_night -y
 
 test: $(DEVSTAMP)

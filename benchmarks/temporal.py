@@ -330,12 +330,12 @@ def main(argv=None) -> int:
     methods = [m for m in summary if m != "input"]
     if args.plot and save_plot(args.plot, per_clip, methods):
         print(f"wrote {args.plot}")
-    if args.strip:
-        clip = clips[0]
-        shown = [m for m in ("teacher+off", "teacher+ema", "student+off", "student+flow", "teacher+flow") if m in per_clip[clip.name]]
-        n = len(clip.frames)
-        save_strip(args.strip, clip, per_clip[clip.name], shown, [n // 3, 2 * n // 3, n - 1])
-        print(f"wrote {args.strip}")
+    if args.strip:   # the first synthetic clip, and the real video (if any) beside it as <stem>_video.png
+        for clip, path in zip([clips[0]] + clips[len(synthetic):], [args.strip, args.strip.with_name(args.strip.stem + "_video.png")]):
+            shown = [m for m in ("teacher+off", "teacher+ema", "student+off", "student+flow", "teacher+flow") if m in per_clip[clip.name]]
+            n = len(clip.frames)
+            save_strip(path, clip, per_clip[clip.name], shown, [n // 3, 2 * n // 3, n - 1])
+            print(f"wrote {path}")
     if args.json:
         for res in per_clip.values():
             for r in res.values():
