@@ -113,7 +113,8 @@ class VideoFileSource:
         self.rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
         if not (0 < self.rate < 1000):
             self.rate = Fraction(25)
-        self.frame_count = stream.frames or 0
+        self.declared_frames = stream.frames or 0      # from the container's index (MP4/MOV), 0 if unknown
+        self.frame_count = self.declared_frames
         if not self.frame_count and stream.duration and stream.time_base:
             self.frame_count = int(round(float(stream.duration * stream.time_base * self.rate)))
         elif not self.frame_count and self._container.duration:
@@ -121,13 +122,15 @@ class VideoFileSource:
         self.audio = len(self._container.streams.audio)
 
     def frames(self) -> Iterator[Frame]:
-        seq = 0
+        seq = packets = 0
         last_pts: int | None = None
         step = max(1, round(1 / (self.rate * self.time_base))) if self.time_base else 1
         try:
             for packet in self._container.demux(self._stream):
                 if packet.is_corrupt:
                     raise InputError(f"{self.path}: corrupt video data at packet {seq}")
+                if packet.size:
+                    packets += 1
                 for vf in packet.decode():
                     if vf.is_corrupt:
                         raise InputError(f"{self.path}: corrupt video frame {seq}")
@@ -150,6 +153,10 @@ class VideoFileSource:
             raise InputError(f"{self.path}: corrupt or truncated video at frame {seq} ({av_problem(exc)})") from exc
         if seq == 0:
             raise InputError(f"{self.path}: no decodable video frames (corrupt or truncated)")
+        # A cut-off file whose index survived (MP4 with the index first) decodes without error, just fewer
+        # frames.  Packets, not frames, are compared: an edit list may legitimately discard decoded frames.
+        if self.declared_frames and packets < self.declared_frames:
+            raise InputError(f"{self.path}: truncated: {packets} of {self.declared_frames} video frames present")
 
     def close(self) -> None:
         container, self._container = getattr(self, "_container", None), None

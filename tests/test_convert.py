@@ -163,3 +163,14 @@ def test_batch_directory_resumes_and_survives_a_bad_file(tmp_path, identity_conv
     assert status == {"a.mp4": "skipped", "b.mkv": "ok", "c.png": "skipped", "d.mp4": "failed"}
     assert len(probe(dst / "b.mp4")["pts"]) == 5
     assert leftovers(dst) == []
+
+
+def test_truncated_file_with_index_first_is_refused(tmp_path, identity_converter):
+    """A cut-off MP4 whose index comes first decodes fine up to the cut: still an error, never a short output."""
+    full = make_clip(tmp_path / "full.mp4", faststart=True, frames=30, width=96, height=64)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.8)])
+    out = tmp_path / "out.mp4"
+    with pytest.raises(InputError, match="truncated"):
+        identity_converter().convert(cut, out)
+    assert not out.exists() and leftovers(tmp_path) == []
