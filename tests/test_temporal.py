@@ -177,3 +177,15 @@ def test_flow_smoothing_leaves_no_ghost_trail_behind_a_moving_object(picture):
     flow, ema = trail_error("flow"), trail_error("ema")
     assert flow < 8.0, flow                   # measured 2026-11-28: 6.3 gray levels (a faint residue), ema 15.9
     assert ema > 2 * flow, (ema, flow)
+
+
+def test_flow_smoothing_trusts_a_global_brightness_change(picture):
+    """Auto-exposure steps must not switch smoothing off: the photometric check removes the mean change."""
+    base = make_clip(picture, "static", 1, (160, 120), noise_sigma=0, brightness=0).frames[0].astype(np.float32)
+    sm = make_smoother("flow")
+    for t in range(4):
+        f = np.clip(base * (1.06 if t % 2 else 1.0), 0, 255).astype(np.uint8)
+        sm(f, f)
+    full_weight = 1.0 - sm.alpha
+    assert sm.cuts == 0
+    assert float(np.median(sm.last_weight)) > 0.9 * full_weight
