@@ -23,7 +23,7 @@ from streamer.errors import EXIT_FAILURE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE,
 
 PROG = "streamer"
 # Modules of other work that add subcommands when they exist (each defines register(subparsers)).
-EXTENSIONS = ("streamer.live", "streamer.bench", "engines.build")
+EXTENSIONS = ("streamer.gpu_cli", "streamer.live", "streamer.bench")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -53,7 +53,8 @@ def register_convert(sub) -> None:
     p.add_argument("--smooth", default="off", choices=("off", "ema", "flow"), help="temporal smoothing (default off)")
     p.add_argument("--crf", type=int, default=18, help="quality for x264/x265/vp9 (lower is better; default 18)")
     p.add_argument("--preset", default="fast", help="x264/x265 speed preset (default fast)")
-    p.add_argument("--codec", default="libx264", help="video encoder (default libx264)")
+    p.add_argument("--codec", default="auto",
+                   help="video encoder: auto (h264_nvenc on the GPU path when it opens, else libx264), or any FFmpeg encoder")
     p.add_argument("--batch", type=int, default=1, help="frames per engine call (default 1)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
     p.add_argument("-y", "--overwrite", action="store_true", help="replace OUTPUT if it exists")
@@ -104,6 +105,9 @@ def cmd_convert(args) -> int:
     finally:
         progress.close()
         conv.close()
+    for notice in result.notices:
+        if not args.quiet:
+            print(f"{PROG}: {notice}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.as_dict()))
     elif not args.quiet:

@@ -32,7 +32,7 @@ class ConvertOptions:
     backend: str = "auto"
     model: str | None = None           # student | teacher | identity | PATH (default: student if present)
     smooth: str = "off"                # off | ema | flow
-    codec: str = "libx264"
+    codec: str = "auto"                # auto: h264_nvenc on a GPU engine when it opens, else libx264
     crf: int | None = 18
     preset: str | None = "fast"
     batch: int = 1                     # frames per engine call
@@ -57,6 +57,7 @@ class ConvertResult:
     error: str | None = None
     exit_code: int = 0
     processing: list[int] | None = None
+    notices: list[str] = field(default_factory=list)
     audio: list[str] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)
 
@@ -115,6 +116,13 @@ class Converter:
             self._style = vec
         return StyleVector(self._style, self.options.strength, self._encoder)   # fresh content mix per file
 
+    def _video_codec(self) -> tuple[str, str | None]:
+        try:
+            from streamer.codecs import pick_video_codec
+        except ImportError:
+            return ("libx264" if self.options.codec == "auto" else self.options.codec), None
+        return pick_video_codec(self.options.codec, gpu=self.engine.info.device.startswith("cuda"))
+
     def _make_smoother(self):
         if self.options.smooth == "off":
             return None
@@ -169,10 +177,11 @@ class Converter:
             engine, style = self.engine, self.style_vector()
             size = processing_size(source.width, source.height, self.options.max_size, engine.info, name=str(src))
             stages = stylize_stages(engine, style, size, batch=self.options.batch, smoother=self._make_smoother())
+            codec, notice = self._video_codec()
             sink = VideoFileSink(out.temp, width=source.width, height=source.height, time_base=source.time_base,
-                                 rate=source.rate, codec=self.options.codec, crf=self.options.crf,
+                                 rate=source.rate, codec=codec, crf=self.options.crf,
                                  preset=self.options.preset, audio_from=src if source.audio else None,
-                                 label=str(dst))
+                                 label=str(dst), codec_fallback=self.options.codec == "auto")
             if on_start is not None:
                 on_start(source)
         except BaseException:
@@ -184,6 +193,7 @@ class Converter:
             out.commit()
         return self._result(src, dst, frames=stats.frames_out, width=source.width, height=source.height,
                             seconds=stats.seconds, fps=stats.fps, processing=list(size), audio=sink.audio_modes,
+                            notices=[notice] if notice else [],
                             stages={k: round(v, 4) for k, v in stats.busy.items()})
 
     # --- a directory ----------------------------------------------------------------------

@@ -137,7 +137,11 @@ class AudioCopier:
                 target = "aac" if "aac" in supported else out.default_audio_codec
                 if not target or target == "none":
                     continue
-                o = out.add_stream(target, rate=s.codec_context.sample_rate)
+                rate = s.codec_context.sample_rate
+                rates = av.codec.Codec(target, "w").audio_rates
+                if rates and rate not in rates:              # e.g. Opus only takes 8/12/16/24/48 kHz
+                    rate = min((r for r in rates if r >= rate), default=max(rates))
+                o = out.add_stream(target, rate=rate)
                 self._map[s.index] = ("encode", s, o)
                 self.modes.append(f"{name} -> {target}")
         self._packets = self._in.demux(*[m[1] for m in self._map.values()]) if self._map else iter(())
@@ -202,12 +206,13 @@ class VideoFileSink:
     def __init__(self, path: Path, *, width: int, height: int, time_base: Fraction, rate: Fraction,
                  codec: str = "libx264", crf: int | None = 18, preset: str | None = "fast",
                  audio_from: Path | None = None, label: str | None = None, threads: int = 0,
-                 pixels_key: str = "stylized") -> None:
+                 pixels_key: str = "stylized", codec_fallback: bool = False) -> None:
         self.path, self.width, self.height = Path(path), width, height
         self.time_base, self.rate = time_base, rate
         self.codec, self.crf, self.preset = codec, crf, preset
         self.audio_from, self.threads, self.key = audio_from, threads, pixels_key
         self.label = label or str(path)
+        self.codec_fallback = codec_fallback       # codec was chosen automatically: the container's default may replace it
         self._out = None
         self._stream = None
         self._audio: AudioCopier | None = None
@@ -219,24 +224,24 @@ class VideoFileSink:
             self._out = av.open(str(self.path), "w")
         except (av.error.FFmpegError, OSError) as exc:
             raise InputError(f"{self.label}: cannot create output ({av_problem(exc)})") from exc
-        codec_name = self.codec
-        if codec_name not in self._out.supported_codecs:
-            try:
-                codec_name = av.codec.Codec(codec_name, "w").name
-            except Exception as exc:   # noqa: BLE001
-                raise InputError(f"{self.label}: unknown video codec {self.codec!r}") from exc
-            if codec_name not in self._out.supported_codecs:
-                raise InputError(f"{self.label}: this container cannot hold {self.codec} video")
         try:
             codec = av.codec.Codec(self.codec, "w")
-        except Exception as exc:   # noqa: BLE001
-            raise InputError(f"{self.label}: no encoder named {self.codec!r}") from exc
+        except Exception as exc:   # noqa: BLE001 - UnknownCodecError and friends
+            raise InputError(f"{self.label}: no video encoder named {self.codec!r}") from exc
+        if codec.type != "video":
+            raise InputError(f"{self.label}: {self.codec} is not a video encoder")
+        if codec.canonical_name not in self._out.supported_codecs and self.codec_fallback:
+            default = self._out.default_video_codec                 # e.g. .webm: libvpx-vp9
+            codec = av.codec.Codec(default, "w") if default and default != "none" else codec
+            self.codec = codec.name
+        if codec.canonical_name not in self._out.supported_codecs:
+            raise InputError(f"{self.label}: this container cannot hold {codec.canonical_name} video")
         options = {}
         if self.crf is not None and self.codec in ("libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"):
             options["crf"] = str(self.crf)
             if self.codec == "libvpx-vp9":
                 options["b"] = "0"
-        if self.preset and self.codec in ("libx264", "libx265", "libsvtav1"):
+        if self.preset and self.codec in ("libx264", "libx265"):
             options["preset"] = str(self.preset)
         s = self._out.add_stream(self.codec, rate=self.rate, options=options)
         s.width, s.height = self.width, self.height

@@ -155,3 +155,12 @@ def test_signal_leaves_nothing_behind(tmp_path, signum, code):
     assert proc.returncode == code, err
     assert "Traceback" not in err and "interrupted" in err
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_unknown_encoder_and_wrong_container(tmp_path, clip):
+    out = tmp_path / "o.mp4"
+    proc = run_cli("convert", clip, out, *FAST, "--codec", "no_such_encoder")
+    assert_one_line_error(proc, out, "no_such_encoder")
+    out = tmp_path / "o.webm"
+    proc = run_cli("convert", clip, out, *FAST, "--codec", "libx264")
+    assert_one_line_error(proc, out, "cannot hold h264")

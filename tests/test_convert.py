@@ -174,3 +174,13 @@ def test_truncated_file_with_index_first_is_refused(tmp_path, identity_converter
     with pytest.raises(InputError, match="truncated"):
         identity_converter().convert(cut, out)
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_webm_output_picks_vp9_and_reencodes_audio(tmp_path, identity_converter):
+    src = make_clip(tmp_path / "in.mp4", frames=6)
+    out = tmp_path / "out.webm"
+    r = identity_converter().convert(src, out)
+    assert r.audio == ["aac -> opus"] or r.audio == ["aac -> libopus"]
+    a, b = probe(src), probe(out)
+    assert len(b["pts"]) == 6 and (b["width"], b["height"]) == (64, 48)
+    assert abs(a["audio_seconds"][0] - b["audio_seconds"][0]) <= 0.05
