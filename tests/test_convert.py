@@ -184,3 +184,11 @@ def test_webm_output_picks_vp9_and_reencodes_audio(tmp_path, identity_converter)
     a, b = probe(src), probe(out)
     assert len(b["pts"]) == 6 and (b["width"], b["height"]) == (64, 48)
     assert abs(a["audio_seconds"][0] - b["audio_seconds"][0]) <= 0.05
+
+
+@pytest.mark.parametrize("mode", ["ema", "flow"])
+def test_smoothing_stage_keeps_every_frame(tmp_path, clip, identity_converter, mode):
+    out = tmp_path / f"{mode}.mp4"
+    r = identity_converter(smooth=mode).convert(clip, out)
+    assert r.frames == 10 and "smooth" in r.stages
+    assert probe(out)["pts"] == probe(clip)["pts"]
