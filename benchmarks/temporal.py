@@ -167,23 +167,31 @@ def evaluate_clip(clip: Clip, per_frame: dict[str, list[np.ndarray]]) -> dict[st
 
 # --- cost of the smoothers at 640x360 -------------------------------------------------------------
 
-def time_smoothers(n_frames: int = 90) -> dict[str, dict]:
-    """Wall and CPU ms per 640x360 frame on a synthetic pan (the cost hardly depends on the content)."""
+def time_smoothers(n_frames: int = 90, passes: int = 3) -> dict[str, dict]:
+    """Wall and CPU ms per 640x360 frame on a synthetic pan (the cost hardly depends on the content).
+
+    The machine is shared (a training job, other engineers' runs), so each smoother runs ``passes``
+    times and the best pass is reported (as timeit does); p90 is over all passes.
+    """
     pic = read_rgb(SHARED / "content" / SYNTHETIC[0][0])
     clip = make_clip(pic, "pan_diag", n_frames, (640, 360), seed=7)
     stylized = [cv2.applyColorMap(f, cv2.COLORMAP_JET) for f in clip.frames]   # any uint8 RGB will do
     out = {}
     for mode, make in smoothers().items():
-        sm = make()
-        walls, cpus = [], []
-        for f, y in zip(clip.frames, stylized):
-            t0, c0 = time.perf_counter(), time.process_time()
-            sm(f, y)
-            walls.append(time.perf_counter() - t0)
-            cpus.append(time.process_time() - c0)
-        walls, cpus = np.array(walls[5:]) * 1e3, np.array(cpus[5:]) * 1e3
-        out[mode] = {"wall_ms_median": float(np.median(walls)), "wall_ms_p90": float(np.percentile(walls, 90)),
-                     "cpu_ms_mean": float(cpus.mean())}
+        runs = []
+        for _ in range(passes):
+            sm = make()
+            walls, cpus = [], []
+            for f, y in zip(clip.frames, stylized):
+                t0, c0 = time.perf_counter(), time.process_time()
+                sm(f, y)
+                walls.append(time.perf_counter() - t0)
+                cpus.append(time.process_time() - c0)
+            runs.append((np.array(walls[5:]) * 1e3, np.array(cpus[5:]) * 1e3))
+        best = min(runs, key=lambda r: r[1].mean())
+        out[mode] = {"wall_ms_median": float(np.median(best[0])), "cpu_ms_mean": float(best[1].mean()),
+                     "wall_ms_p90": float(np.percentile(np.concatenate([r[0] for r in runs]), 90)),
+                     "cpu_ms_mean_all_passes": float(np.mean([r[1].mean() for r in runs]))}
     return out
 
 
@@ -310,8 +318,9 @@ def main(argv=None) -> int:
     for m, r in summary.items():
         print(f"{m:16} {r['ewarp_synthetic']:11.5f} {r['ewarp_synthetic'] / teacher_e:9.3f} {r.get('ewarp_video', float('nan')):11.5f} "
               f"{r.get('drift_psnr', float('nan')):10.2f} {r.get('ssim_teacher', float('nan')):7.3f} {r.get('texture_ratio', float('nan')):7.3f}")
-    print(f"\nsmoothing cost per 640x360 frame: " + ", ".join(
-        f"{m} {t['wall_ms_median']:.2f} ms wall (p90 {t['wall_ms_p90']:.2f}), {t['cpu_ms_mean']:.2f} ms CPU" for m, t in timing.items()))
+    print("\nsmoothing cost per 640x360 frame (best of 3 passes; p90 and all-pass CPU in brackets): " + ", ".join(
+        f"{m} {t['wall_ms_median']:.2f} ms wall (p90 {t['wall_ms_p90']:.2f}), {t['cpu_ms_mean']:.2f} ms CPU "
+        f"(all passes {t['cpu_ms_mean_all_passes']:.2f})" for m, t in timing.items() if m != "off"))
     d = summary[default]
     checks = {
         "ewarp_ratio": d["ewarp_synthetic"] / teacher_e, "ewarp_ok": d["ewarp_synthetic"] <= TARGET_RATIO * teacher_e,
