@@ -71,6 +71,24 @@ def sample_batch(data: PreparedSet, cfg: TrainConfig, rng: np.random.Generator, 
     return to(c), to(t), style, sidx
 
 
+def fixed_loss(model: Student, feats: EfficientNetFeatures, data: PreparedSet, cfg: TrainConfig, device: torch.device,
+               count: int = 16) -> float:
+    """Distillation loss (no temporal term) on center crops of the first `count` pairs: a deterministic yardstick,
+    unlike the noisy per-batch loss, for 'did training help'."""
+    n, side = min(count, data.content.shape[0]), data.content.shape[1]
+    o = (side - cfg.crop) // 2
+    to = lambda a: torch.from_numpy(np.ascontiguousarray(a[:n, o:o + cfg.crop, o:o + cfg.crop])).permute(0, 3, 1, 2).float().div(255).to(device)  # noqa: E731
+    content, target = to(data.content), to(data.target)
+    style = torch.from_numpy(np.asarray(data.style[:n])).to(device)
+    with torch.no_grad():
+        pred = model(content, style)
+        fp, ft = feats(pred), feats(target)
+        loss = (cfg.w_pixel * charbonnier(pred, target) + cfg.w_gradient * gradient_loss(pred, target)
+                + cfg.w_perceptual * perceptual_loss(fp, ft) + cfg.w_style * style_loss(fp, ft)
+                + cfg.w_texture * (texture_energy(pred) - texture_energy(target)).abs().mean() * 10)
+    return float(loss)
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
@@ -119,6 +137,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         tmp.replace(ckpt)
         save_checkpoint_weights(model, out / "student.pt")
 
+    loss_start = fixed_loss(model, feats, data, cfg, device)
     stop = {"flag": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
     log = (out / "log.jsonl").open("a")
@@ -169,5 +188,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         bar.close()
         save()
         log.close()
-    return {"step": step, "loss_ema": ema, "seconds": round(elapsed_before + time.time() - t0, 1),
+    return {"step": step, "loss_ema": ema, "fixed_loss_start": loss_start,
+            "fixed_loss_end": fixed_loss(model, feats, data, cfg, device), "seconds": round(elapsed_before + time.time() - t0, 1),
             "device": str(device), "weights": str(out / "student.pt")}
