@@ -153,3 +153,14 @@ def test_results_section_is_replaced_in_place(quick, tmp_path):
     twice = results.read_text()
     assert twice == once + "\n## Later section\n\nalso kept\n"        # same section, neighbours untouched
     assert (REPO / "benchmarks" / "run_all.py").is_file()
+
+
+def test_named_backend_that_cannot_run_here_is_one_line_exit_2(capsys):
+    from engines.select import availability
+
+    missing = [b for b in ("tensorrt", "torch") if not availability(b)[0]]
+    if not missing:
+        pytest.skip("every backend is available on this machine")
+    assert cli.run(["bench", "--quick", "--backend", missing[0]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--backend {missing[0]}: not available here" in err[0]
