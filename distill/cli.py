@@ -19,7 +19,7 @@ def _train(a: argparse.Namespace) -> int:
     from distill.train import TrainConfig, train
 
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, minutes=a.minutes, batch=a.batch, crop=a.crop, lr=a.lr,
-                      seed=a.seed, device=a.device, threads=a.threads, resume=not a.no_resume,
+                      seed=a.seed, device=a.device, threads=a.threads, resume=not a.no_resume, init=a.init,
                       w_temporal=a.w_temporal, w_perceptual=a.w_perceptual, w_style=a.w_style)
     result = train(cfg, progress=not a.quiet)
     print(json.dumps(result))
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--w-perceptual", type=float, default=0.2)
     t.add_argument("--w-style", type=float, default=1.0)
     t.add_argument("--no-resume", action="store_true")
+    t.add_argument("--init", default=None, help="warm start from these student weights (ignored when resuming)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)
 

@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 STYLE_DIM = 100
+COLOR_PARAMS = 12   # 3x3 matrix + 3 bias
 
 
 @dataclass
@@ -65,22 +66,28 @@ class Student(nn.Module):
         self.film = FiLM()
         # FiLM widths in the order they are consumed in forward()
         self._film_widths = [cfg.c2] + [cfg.c2] * (2 * cfg.blocks) + [cfg.c1]
+        # + 12: a per-style 3x3 colour matrix and bias applied to the input and added to the output logits, so
+        # the style's palette (most of what a viewer sees) is a direct linear map instead of something the
+        # whole network must learn to route through FiLM
         self.style_mlp = nn.Sequential(nn.Linear(STYLE_DIM, cfg.hidden), nn.ReLU(),
-                                       nn.Linear(cfg.hidden, 2 * sum(self._film_widths)))
+                                       nn.Linear(cfg.hidden, 2 * sum(self._film_widths) + COLOR_PARAMS))
         nn.init.zeros_(self.style_mlp[-1].weight)
         nn.init.zeros_(self.style_mlp[-1].bias)
 
     def film_params(self, style: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per-layer (gamma, beta) from the style vector: computed once per style at run time."""
+        """Per-layer (gamma, beta) from the style vector, then the colour (matrix [N,3,3], bias [N,3]) pair."""
         flat = self.style_mlp(style)
         out, i = [], 0
         for w in self._film_widths:
             out.append((flat[:, i:i + w], flat[:, i + w:i + 2 * w]))
             i += 2 * w
+        out.append((flat[:, i:i + 9].reshape(-1, 3, 3), flat[:, i + 9:i + 12]))
         return out
 
     def forward(self, frame: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        p = iter(self.film_params(style))
+        params = self.film_params(style)
+        color_matrix, color_bias = params.pop()
+        p = iter(params)
         s = F.relu(self.stem(frame * 2.0 - 1.0))
         x = F.relu(self.film(self.down(s), *next(p)))
         for block in self.blocks:
@@ -90,7 +97,9 @@ class Student(nn.Module):
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         x = F.relu(self.film(self.up(x), *next(p)) + s)
         y = F.pixel_shuffle(self.head(x), 2)
-        return torch.sigmoid(y)
+        n, _, h, w = frame.shape
+        color = torch.matmul(color_matrix, (frame * 2.0 - 1.0).reshape(n, 3, h * w)).reshape(n, 3, h, w)
+        return torch.sigmoid(y + color + color_bias[:, :, None, None])
 
 
 def count_macs_per_pixel(model: Student) -> float:
@@ -116,6 +125,23 @@ def count_macs_per_pixel(model: Student) -> float:
 
 def save_checkpoint_weights(model: Student, path) -> None:
     torch.save({"config": asdict(model.config), "state_dict": model.state_dict()}, path)
+
+
+def warm_start(model: Student, path) -> None:
+    """Initialise from weights of an earlier Student version: shared tensors are copied, and a style MLP output
+    layer that has grown (new conditioning outputs appended) keeps its old rows, the new rows staying zero."""
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    old = blob.get("state_dict") or blob.get("model")
+    own = model.state_dict()
+    for name, tensor in old.items():
+        if name not in own:
+            continue
+        if own[name].shape == tensor.shape:
+            own[name].copy_(tensor)
+        elif own[name].dim() >= 1 and own[name].shape[1:] == tensor.shape[1:] and own[name].shape[0] > tensor.shape[0]:
+            own[name][: tensor.shape[0]].copy_(tensor)
+        else:
+            raise ValueError(f"{path}: cannot warm-start {name}: {tuple(tensor.shape)} vs {tuple(own[name].shape)}")
 
 
 def load_weights(path, map_location="cpu") -> Student:

@@ -19,7 +19,7 @@ import torch
 from distill.data import PreparedSet
 from distill.losses import (EfficientNetFeatures, charbonnier, gradient_loss, perceptual_loss, style_loss, temporal_loss,
                             texture_energy)
-from distill.student import Student, StudentConfig, save_checkpoint_weights
+from distill.student import Student, StudentConfig, save_checkpoint_weights, warm_start
 
 
 @dataclass
@@ -35,6 +35,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     resume: bool = True
+    init: str | None = None     # warm start from these student weights when not resuming
     ckpt_every: int = 250
     w_pixel: float = 1.0
     w_gradient: float = 1.0
@@ -106,6 +107,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     step, rng_state, elapsed_before = 0, None, 0.0
     ckpt = out / "last.pt"
+    if cfg.init and not (cfg.resume and ckpt.exists()):
+        warm_start(model, cfg.init)
     if cfg.resume and ckpt.exists():
         blob = torch.load(ckpt, map_location=device, weights_only=False)
         model.load_state_dict(blob["model"])
