@@ -18,6 +18,8 @@ import sys
 import traceback
 from typing import Callable
 
+from streamer.temporal import DEFAULT_SMOOTH, SMOOTH_MODES
+
 from streamer import __version__
 from streamer.errors import EXIT_FAILURE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, Interrupted, StreamerError, one_line
 
@@ -50,7 +52,8 @@ def register_convert(sub) -> None:
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"))
     p.add_argument("--model", default=None,
                    help="student | teacher | identity | PATH.onnx|.pt (default: student if bundled, else teacher)")
-    p.add_argument("--smooth", default="off", choices=("off", "ema", "flow"), help="temporal smoothing (default off)")
+    p.add_argument("--smooth", default=DEFAULT_SMOOTH, choices=SMOOTH_MODES,
+                   help=f"temporal smoothing between frames (default {DEFAULT_SMOOTH}: flow-guided, measured best)")
     p.add_argument("--crf", type=int, default=18, help="quality for x264/x265/vp9 (lower is better; default 18)")
     p.add_argument("--preset", default="fast", help="x264/x265 speed preset (default fast)")
     p.add_argument("--codec", default="auto",

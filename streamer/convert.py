@@ -19,6 +19,7 @@ from engines.base import Engine, EngineError
 from streamer.errors import InputError, StreamerError, one_line
 from streamer.model_registry import resolve_model
 from streamer.pipeline import Frame, Runner, Stats
+from streamer.temporal import DEFAULT_SMOOTH
 from streamer.processing import StyleVector, processing_size, stylize_image, stylize_stages
 from streamer.sinks import AtomicOutput, VideoFileSink, write_image
 from streamer.sources import VideoFileSource, is_image, is_video, read_image
@@ -31,7 +32,7 @@ class ConvertOptions:
     max_size: int | None = None        # longer side of the processing size (default processing.DEFAULT_MAX_SIZE)
     backend: str = "auto"
     model: str | None = None           # student | teacher | identity | PATH (default: student if present)
-    smooth: str = "off"                # off | ema | flow
+    smooth: str = DEFAULT_SMOOTH       # off | ema | flow
     codec: str = "auto"                # auto: h264_nvenc on a GPU engine when it opens, else libx264
     crf: int | None = 18
     preset: str | None = "fast"
