@@ -76,6 +76,10 @@ def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     out_rename = {name: f"{name}__fp16" for name in out_names if name in data}
     producers = {o: n for n in g.node for o in n.output}
     constants = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
+    # element types from shape inference, so integer operands (Reshape's shape, Slice's starts) are never cast
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    elem_types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.input, *inferred.output]
+                  if v.type.tensor_type.elem_type}
 
     fp16_inits: dict[str, str] = {}     # fp32 initializer name -> its fp16 copy
     fp16_consts: dict[str, str] = {}    # Constant node output -> its fp16 twin
@@ -114,7 +118,7 @@ def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
                     continue
                 if name in in_cast:
                     node.input[k] = in_cast[name]
-                elif name not in data and _is_float(name, inits, constants, producers):
+                elif name not in data and _is_float(name, inits, constants, producers, elem_types):
                     node.input[k] = fp16_operand(name)
             if node.op_type == "Cast":
                 for a in node.attribute:
@@ -140,7 +144,9 @@ def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _is_float(name, inits, constants, producers) -> bool:
+def _is_float(name, inits, constants, producers, elem_types) -> bool:
+    if name in elem_types:
+        return elem_types[name] == FLOAT
     if name in inits:
         return inits[name].data_type == FLOAT
     if name in constants:
