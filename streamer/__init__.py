@@ -1,2 +1,11 @@
 """streamer: real-time neural style transfer for video."""
+import av.logging as _av_logging
+
 __version__ = "0.1.0"
+
+# FFmpeg's own log lines would break the one-line error promise. FFmpeg's default callback at PANIC level, not
+# PyAV's Python callback: that one takes the GIL from FFmpeg's decoder threads and deadlocks against a Python
+# thread that holds the GIL while it closes or flushes a frame-threaded decoder (PyAV-Org/PyAV#751; seen here in
+# the fuzz test on corrupt H.264).
+_av_logging.restore_default_callback()
+_av_logging.set_libav_level(_av_logging.PANIC)

@@ -246,7 +246,7 @@ def run(argv: list[str] | None = None) -> int:
     if debug:
         import av
 
-        av.logging.set_level(av.logging.WARNING)
+        av.logging.set_libav_level(av.logging.WARNING)   # FFmpeg prints straight to stderr (see streamer.sources)
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
     try:

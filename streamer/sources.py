@@ -24,7 +24,6 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts",
                     ".m2ts", ".flv", ".wmv", ".3gp", ".ogv", ".gif", ".y4m"}
 
-av.logging.set_level(av.logging.PANIC)   # FFmpeg's own log lines would break the one-line error promise
 
 
 def is_image(path: str | os.PathLike) -> bool:
