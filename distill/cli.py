@@ -10,7 +10,8 @@ def _prepare(a: argparse.Namespace) -> int:
     from distill.data import prepare
 
     manifest = prepare(a.content, a.styles, a.out, pairs=a.pairs, holdout_content=a.holdout_content,
-                       holdout_styles=a.holdout_styles, seed=a.seed, threads=a.threads, progress=not a.quiet)
+                       holdout_styles=a.holdout_styles, seed=a.seed, threads=a.threads, progress=not a.quiet,
+                       palette_jitter=a.palette_jitter, photo_styles=a.photo_styles)
     print(json.dumps({k: manifest[k] for k in ("pairs", "seconds", "heldout_content", "heldout_styles")}))
     return 0
 
@@ -54,12 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--holdout-content", type=int, default=12)
     s.add_argument("--holdout-styles", type=int, default=3)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--palette-jitter", type=float, default=0.0,
+                   help="fraction of painting crops re-coloured (hue rotation, saturation) to widen the style space")
+    s.add_argument("--photo-styles", type=float, default=0.1, help="fraction of pairs styled by a content photo")
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_prepare)
 
     t = sub.add_parser("train", help="train the student on a prepared cache (resumes from OUT/last.pt)")
-    t.add_argument("--data", required=True)
+    t.add_argument("--data", required=True, help="prepared cache folder(s), comma-separated")
     t.add_argument("--out", required=True, help="run folder: checkpoints, log, final weights")
     t.add_argument("--steps", type=int, default=12000)
     t.add_argument("--minutes", type=float, default=None, help="stop after this wall time (checkpointed, resumable)")
