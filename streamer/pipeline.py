@@ -198,7 +198,8 @@ class Runner:
         self._error: tuple[str, BaseException] | None = None
         self._error_lock = threading.Lock()
         n = len(self.stages) + 1
-        self._queues = [FrameQueue(max(queue_size, 2 * s.batch), policy, self._stop, self.stats)
+        # a batching stage needs room for one whole batch; no more, so a live run (queue_size 1) adds no latency
+        self._queues = [FrameQueue(max(queue_size, s.batch), policy, self._stop, self.stats)
                         for s in self.stages] + [FrameQueue(queue_size, policy, self._stop, self.stats)]
         assert len(self._queues) == n
         self._threads: list[threading.Thread] = []
