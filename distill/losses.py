@@ -123,10 +123,11 @@ def temporal_loss(student, frame: torch.Tensor, style: torch.Tensor, out: torch.
                   generator: torch.Generator | None = None, noise: float = 2.0 / 255) -> torch.Tensor:
     """ReCoNet-style output-level stability: S(W(x) + noise) must match W(S(x)), with W an exact affine warp."""
     px = 2.0 / frame.shape[-1]                        # normalized size of one pixel
-    theta = random_affine(frame.shape[0], 4 * px, 0.03, 2.0, generator)
+    # random numbers come from a CPU generator (seeded, device-independent) and move to the frame's device
+    theta = random_affine(frame.shape[0], 4 * px, 0.03, 2.0, generator).to(frame)
     moved, mask = warp(frame, theta)
-    gain = 1.0 + (torch.rand(frame.shape[0], 1, 1, 1, generator=generator) - 0.5) * 0.06   # small brightness change
-    moved = (moved * gain + torch.randn(moved.shape, generator=generator) * noise).clamp(0, 1)
+    gain = 1.0 + (torch.rand(frame.shape[0], 1, 1, 1, generator=generator).to(frame) - 0.5) * 0.06   # brightness
+    moved = (moved * gain + torch.randn(moved.shape, generator=generator).to(frame) * noise).clamp(0, 1)
     out_moved = student(moved, style)
     target, _ = warp(out, theta)
     # luminance-aware (ReCoNet): the output may change as much as the input's brightness did
