@@ -61,7 +61,9 @@ def bare_pyav(src: Path, dst: Path) -> int:
 def pipeline_identity(src: Path, dst: Path, encoder) -> tuple[int, dict]:
     from streamer.convert import ConvertOptions, Converter
 
-    conv = Converter(ConvertOptions(model="identity", crf=CRF, preset=PRESET, overwrite=True), encoder=encoder)
+    # smoothing off: it is processing like inference, not pipeline overhead (the bare loop has neither)
+    conv = Converter(ConvertOptions(model="identity", smooth="off", crf=CRF, preset=PRESET, overwrite=True),
+                     encoder=encoder)
     r = conv.convert(src, dst)
     return r.frames, r.stages
 
