@@ -7,6 +7,8 @@ no tensorrt) never pays for them; each exposes ``availability() -> (bool, reason
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 from engines.base import Engine, EngineError, IdentityEngine
 
@@ -53,13 +55,21 @@ def backend_report() -> list[tuple[str, bool, str]]:
     return [(name, *availability(name)) for name in ("tensorrt", "torch", "onnxruntime")]
 
 
+def nvidia_driver_present() -> bool:
+    """A cheap look for an NVIDIA driver before auto imports torch or tensorrt to ask for a GPU: importing torch
+    alone takes over a second, which a CPU-only machine with torch installed would pay on every run."""
+    if sys.platform.startswith("linux"):
+        return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidia0")
+    return True   # elsewhere there is no cheap check: ask the backends
+
+
 def choose_backend(backend: str = "auto", model_kind: str = "student") -> str:
     """The concrete backend auto resolves to (the teacher and identity run on onnxruntime/CPU)."""
     if backend != "auto":
         if backend not in BACKENDS:
             raise EngineError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
         return backend
-    if model_kind in ("teacher", "identity"):
+    if model_kind in ("teacher", "identity") or not nvidia_driver_present():
         return "onnxruntime"
     for name in ("tensorrt", "torch"):
         if availability(name)[0]:
