@@ -41,8 +41,9 @@ def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def to_nchw(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """HxWx3 uint8 RGB -> [3,h,w] float32 0..1 at size (w, h)."""
-    rgb = resize_rgb(rgb, size)
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255)
+    chw = np.ascontiguousarray(resize_rgb(rgb, size).transpose(2, 0, 1), dtype=np.float32)
+    chw *= np.float32(1 / 255)       # in place: one float frame per call, not two
+    return chw
 
 
 def to_rgb(chw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -92,7 +93,9 @@ def stylize_stages(engine: Engine, style: StyleVector, size: tuple[int, int], *,
 
     def infer(frames: list[Frame]) -> list[Frame]:
         vec = style.for_frame(frames[0].pixels)
-        out = engine.infer(np.stack([f.extras.pop("input") for f in frames]), vec)
+        inputs = [f.extras.pop("input") for f in frames]
+        batch = inputs[0][None] if len(inputs) == 1 else np.stack(inputs)   # batch 1 (the default): a view, no copy
+        out = engine.infer(batch, vec)
         for f, y in zip(frames, out):
             f.extras["output"] = y
         return frames
