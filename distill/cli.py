@@ -21,7 +21,8 @@ def _train(a: argparse.Namespace) -> int:
 
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, minutes=a.minutes, batch=a.batch, crop=a.crop, lr=a.lr,
                       seed=a.seed, device=a.device, threads=a.threads, resume=not a.no_resume, init=a.init,
-                      w_temporal=a.w_temporal, w_perceptual=a.w_perceptual, w_style=a.w_style)
+                      w_temporal=a.w_temporal, w_perceptual=a.w_perceptual, w_style=a.w_style,
+                      w_texture=a.w_texture, w_ssim4=a.w_ssim4)
     result = train(cfg, progress=not a.quiet)
     print(json.dumps(result))
     return 0
@@ -76,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--w-temporal", type=float, default=5.0)
     t.add_argument("--w-perceptual", type=float, default=0.2)
     t.add_argument("--w-style", type=float, default=1.0)
+    t.add_argument("--w-texture", type=float, default=1.0, help="weight of the texture-energy (anti-blur) term")
+    t.add_argument("--w-ssim4", type=float, default=1.0, help="weight of 1 - SSIM on 4x-downscaled images")
     t.add_argument("--no-resume", action="store_true")
     t.add_argument("--init", default=None, help="warm start from these student weights (ignored when resuming)")
     t.add_argument("--quiet", action="store_true")

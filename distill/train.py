@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from distill.data import PreparedSet
-from distill.losses import (EfficientNetFeatures, charbonnier, gradient_loss, perceptual_loss, style_loss, temporal_loss,
-                            texture_energy)
+from distill.losses import (EfficientNetFeatures, charbonnier, gradient_loss, perceptual_loss, ssim_downscaled_loss, style_loss,
+                            temporal_loss, texture_energy)
 from distill.student import Student, StudentConfig, save_checkpoint_weights, warm_start
 
 
@@ -43,6 +43,7 @@ class TrainConfig:
     w_style: float = 1.0
     w_texture: float = 1.0
     w_temporal: float = 5.0
+    w_ssim4: float = 1.0
     c1: int = 16
     c2: int = 32
     blocks: int = 4
@@ -86,7 +87,8 @@ def fixed_loss(model: Student, feats: EfficientNetFeatures, data: PreparedSet, c
         fp, ft = feats(pred), feats(target)
         loss = (cfg.w_pixel * charbonnier(pred, target) + cfg.w_gradient * gradient_loss(pred, target)
                 + cfg.w_perceptual * perceptual_loss(fp, ft) + cfg.w_style * style_loss(fp, ft)
-                + cfg.w_texture * (texture_energy(pred) - texture_energy(target)).abs().mean() * 10)
+                + cfg.w_texture * (texture_energy(pred) - texture_energy(target)).abs().mean() * 10
+                + cfg.w_ssim4 * ssim_downscaled_loss(pred, target))
     return float(loss)
 
 
@@ -162,6 +164,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 "perceptual": perceptual_loss(fp, ft),
                 "style": style_loss(fp, ft),
                 "texture": (texture_energy(pred) - texture_energy(target)).abs().mean() * 10,
+                "ssim4": ssim_downscaled_loss(pred, target),
             }
             painted = np.nonzero(sidx >= 0)[0]
             if len(painted):   # style statistics of the painting itself, for pairs that came from one painting
@@ -170,7 +173,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             if cfg.w_temporal > 0:
                 terms["temporal"] = temporal_loss(model, content, style, pred, gen)
             weights = {"pixel": cfg.w_pixel, "gradient": cfg.w_gradient, "perceptual": cfg.w_perceptual,
-                       "style": cfg.w_style, "texture": cfg.w_texture, "temporal": cfg.w_temporal}
+                       "style": cfg.w_style, "texture": cfg.w_texture, "temporal": cfg.w_temporal,
+                       "ssim4": cfg.w_ssim4}
             loss = sum(weights[k] * v for k, v in terms.items())
             opt.zero_grad(set_to_none=True)
             loss.backward()
