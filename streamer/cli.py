@@ -55,7 +55,7 @@ def register_convert(sub) -> None:
     p.add_argument("--smooth", default=DEFAULT_SMOOTH, choices=SMOOTH_MODES,
                    help=f"temporal smoothing between frames (default {DEFAULT_SMOOTH}: flow-guided, measured best)")
     p.add_argument("--crf", type=int, default=18, help="quality for x264/x265/vp9 (lower is better; default 18)")
-    p.add_argument("--preset", default="fast", help="x264/x265 speed preset (default fast)")
+    p.add_argument("--preset", default="veryfast", help="x264/x265 speed preset (default veryfast, as in OBS)")
     p.add_argument("--codec", default="auto",
                    help="video encoder: auto (h264_nvenc on the GPU path when it opens, else libx264), or any FFmpeg encoder")
     p.add_argument("--batch", type=int, default=1, help="frames per engine call (default 1)")

@@ -204,7 +204,7 @@ class VideoFileSink:
     name = "encode"
 
     def __init__(self, path: Path, *, width: int, height: int, time_base: Fraction, rate: Fraction,
-                 codec: str = "libx264", crf: int | None = 18, preset: str | None = "fast",
+                 codec: str = "libx264", crf: int | None = 18, preset: str | None = "veryfast",
                  audio_from: Path | None = None, label: str | None = None, threads: int = 0,
                  pixels_key: str = "stylized", codec_fallback: bool = False) -> None:
         self.path, self.width, self.height = Path(path), width, height
