@@ -104,7 +104,11 @@ def evaluate(model: str, data: str | None, *, content_dir: str | None, styles_di
             if (i + j) % 3 == 0 and len(sheet_rows) < 8:
                 sheet_rows.append((img, _center_square(read_rgb(spath), side), t, s))
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k not in ("content", "style")}
-    report = {"model": str(model), "pairs": len(rows), "side": side, "mean": mean,
+    # per style: one unfamiliar palette can hide behind a good mean
+    by_style = {name: {k: float(np.mean([r[k] for r in rows if r["style"] == name]))
+                       for k in ("ssim_quarter", "baseline_ssim_quarter", "texture_ratio")}
+                for name in dict.fromkeys(r["style"] for r in rows)}
+    report = {"model": str(model), "pairs": len(rows), "side": side, "mean": mean, "by_style": by_style,
               "heldout_content": [p.name for p in contents], "heldout_styles": [p.name for p in styles],
               "cost": student_cost(model, side)}
     if sheet:
