@@ -85,6 +85,23 @@ def test_export_follows_the_onnx_contract(tmp_path: Path) -> None:
     assert np.abs(engine.infer(frames[:1], styles[:1]) - engine.infer(frames[:1], styles[1:])).mean() > 1e-3
 
 
+def test_ssim_loss_is_one_minus_the_eval_metric() -> None:
+    """The training term must measure exactly what `distill eval` reports, or optimizing it proves nothing."""
+    import cv2
+
+    from distill.losses import ssim_downscaled_loss
+    from distill.metrics import downscale, ssim
+
+    rng = np.random.default_rng(0)
+    a = cv2.GaussianBlur(rng.random((128, 96, 3)).astype(np.float32), (9, 9), 3)
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1).astype(np.float32)
+    to = lambda x: torch.from_numpy(x).permute(2, 0, 1)[None]  # noqa: E731
+    expected = ssim(downscale(a), downscale(b))
+    assert 0.2 < expected < 0.9
+    assert abs((1 - ssim_downscaled_loss(to(a), to(b)).item()) - expected) < 1e-4
+    assert ssim_downscaled_loss(to(a), to(a)).item() < 1e-6
+
+
 def test_student_costs_at_most_a_fifth_of_the_teacher() -> None:
     from distill.evaluate import TEACHER_MACS_384
 
