@@ -114,9 +114,10 @@ def test_shipped_student_beats_the_trivial_baseline_on_heldout_images(tmp_path: 
                       side=256, max_pairs=6, sheet=str(tmp_path / "sheet.png"))
     m = report["mean"]
     # the trivial baseline is the content image itself against the teacher's output. Measured when the weights
-    # shipped (2026-11-28, these 6 pairs at 256 px): SSIM/4 0.657 vs 0.593, PSNR 16.3 vs 12.4 dB, texture 1.15x.
+    # shipped (2026-11-28, second session, these 6 pairs at 256 px): SSIM/4 0.689 vs 0.593, PSNR 16.9 vs 12.4 dB,
+    # texture 1.13x (the first session's weights: 0.657, 16.3 dB, 1.15x).
     # The margins below are what a student that learned the styles must keep, and a blurry one cannot.
-    assert m["ssim_quarter"] >= m["baseline_ssim_quarter"] + 0.04
+    assert m["ssim_quarter"] >= m["baseline_ssim_quarter"] + 0.06
     assert m["psnr_full"] >= m["baseline_psnr_full"] + 3.0
     assert m["texture_ratio"] >= 0.6
     assert (tmp_path / "sheet.png").stat().st_size > 10_000
