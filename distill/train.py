@@ -59,7 +59,7 @@ def sample_batch(data: PreparedSet, cfg: TrainConfig, rng: np.random.Generator, 
     """Random pairs, random aligned crops of content and teacher target, random flips."""
     n, side = data.content.shape[0], data.content.shape[1]
     idx = np.sort(rng.choice(n, cfg.batch, replace=False))
-    c, t, s = [], [], []
+    c, t = [], []
     for i in idx:
         y, x = rng.integers(0, side - cfg.crop + 1, 2)
         ci = data.content[i, y:y + cfg.crop, x:x + cfg.crop]
@@ -84,12 +84,24 @@ def fixed_loss(model: Student, feats: EfficientNetFeatures, data: PreparedSet, c
     style = torch.from_numpy(np.asarray(data.style[:n])).to(device)
     with torch.no_grad():
         pred = model(content, style)
-        fp, ft = feats(pred), feats(target)
-        loss = (cfg.w_pixel * charbonnier(pred, target) + cfg.w_gradient * gradient_loss(pred, target)
-                + cfg.w_perceptual * perceptual_loss(fp, ft) + cfg.w_style * style_loss(fp, ft)
-                + cfg.w_texture * (texture_energy(pred) - texture_energy(target)).abs().mean() * 10
-                + cfg.w_ssim4 * ssim_downscaled_loss(pred, target))
-    return float(loss)
+        terms = image_terms(pred, target, feats(pred), feats(target))
+    return float(weighted_sum(terms, cfg))
+
+
+def image_terms(pred: torch.Tensor, target: torch.Tensor, fp: list[torch.Tensor], ft: list[torch.Tensor]) -> dict:
+    """The loss terms that compare the student's output with the teacher's (everything but the temporal term)."""
+    return {
+        "pixel": charbonnier(pred, target),
+        "gradient": gradient_loss(pred, target),
+        "perceptual": perceptual_loss(fp, ft),
+        "style": style_loss(fp, ft),
+        "texture": (texture_energy(pred) - texture_energy(target)).abs().mean() * 10,
+        "ssim4": ssim_downscaled_loss(pred, target),
+    }
+
+
+def weighted_sum(terms: dict, cfg: TrainConfig) -> torch.Tensor:
+    return sum(getattr(cfg, f"w_{name}") * value for name, value in terms.items())
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
@@ -157,25 +169,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 g["lr"] = lr_at(step)
             content, target, style, sidx = sample_batch(data, cfg, rng, device)
             pred = model(content, style)
-            fp, ft = feats(pred), feats(target)
-            terms = {
-                "pixel": charbonnier(pred, target),
-                "gradient": gradient_loss(pred, target),
-                "perceptual": perceptual_loss(fp, ft),
-                "style": style_loss(fp, ft),
-                "texture": (texture_energy(pred) - texture_energy(target)).abs().mean() * 10,
-                "ssim4": ssim_downscaled_loss(pred, target),
-            }
+            fp = feats(pred)
+            terms = image_terms(pred, target, fp, feats(target))
             painted = np.nonzero(sidx >= 0)[0]
             if len(painted):   # style statistics of the painting itself, for pairs that came from one painting
                 fs = feats(style_images[torch.from_numpy(sidx[painted])])
                 terms["style"] = terms["style"] + 0.2 * style_loss([f[painted] for f in fp], fs)
             if cfg.w_temporal > 0:
                 terms["temporal"] = temporal_loss(model, content, style, pred, gen)
-            weights = {"pixel": cfg.w_pixel, "gradient": cfg.w_gradient, "perceptual": cfg.w_perceptual,
-                       "style": cfg.w_style, "texture": cfg.w_texture, "temporal": cfg.w_temporal,
-                       "ssim4": cfg.w_ssim4}
-            loss = sum(weights[k] * v for k, v in terms.items())
+            loss = weighted_sum(terms, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
