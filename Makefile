@@ -36,8 +36,8 @@ bench: $(DEVSTAMP)
 
 # The student in one uninterrupted run from scratch, sized for the 3-hour budget on 2 CPU cores: three teacher-target
 # caches (about 8 min), then 165 min of training with every loss term, then export and the held-out eval.
-# The shipped weights came from four warm-started stages instead (streamer/models/MODEL_CARD.md); this target
-# writes to $(RUN) and never touches them.
+# The shipped weights are this recipe's output (streamer/models/MODEL_CARD.md); this target writes to $(RUN)
+# and never touches them.
 DATA    ?= ../shared/data
 CACHE   ?= cache
 RUN     ?= runs/student
@@ -53,7 +53,7 @@ $(CACHE)/prep_s2/manifest.json: | $(DEVSTAMP)
 # resumable: run it again after an interruption and training continues from $(RUN)/last.pt with the time it has left
 student: $(CACHES)
 	$(BIN)/distill train --data $(CACHE)/prep2000,$(CACHE)/prep_div,$(CACHE)/prep_s2 --out $(RUN) --steps 100000 \
-	    --minutes $(TRAIN_MINUTES) --lr 2e-3 --batch 8 --crop 160 --threads 2 --w-ssim4 1.0 --quiet
+	    --minutes $(TRAIN_MINUTES) --lr 2e-3 --batch 8 --crop 160 --threads 2 --w-ssim4 2.0 --quiet
 	$(BIN)/distill export --weights $(RUN)/student.pt --out $(RUN)/student.onnx
 	$(BIN)/distill eval --model $(RUN)/student.onnx --data $(CACHE)/prep2000 --pairs 36 --sheet $(RUN)/contact_sheet.png
 
