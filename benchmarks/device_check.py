@@ -55,7 +55,7 @@ def student_files(weights: Path | None, workdir: Path) -> tuple[Path, Path, str]
     """(.pt, .onnx, origin): the trained student if present, else random weights (speed does not depend on them)."""
     import torch
 
-    from distill.student import Student, StudentConfig, load_weights, save_checkpoint_weights
+    from engines.student import Student, StudentConfig, load_weights, save_checkpoint_weights
 
     if weights and weights.is_file():
         model, origin = load_weights(weights), f"trained ({weights})"

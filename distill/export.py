@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import torch
 
-from distill.student import STYLE_DIM, load_weights
+from engines.student import STYLE_DIM, load_weights
 
 OPSET = 17
 

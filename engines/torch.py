@@ -85,7 +85,7 @@ class TorchEngine:
             raise EngineError(f"torch backend unavailable: {why}")
         import torch
 
-        from distill.student import load_weights
+        from engines.student import load_weights
 
         self.torch = torch
         self.device = torch.device(device)

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch", reason="distillation needs the 'distill' ex
 from distill.data import PreparedSet, prepare  # noqa: E402
 from distill.evaluate import evaluate  # noqa: E402
 from distill.export import export  # noqa: E402
-from distill.student import Student, StudentConfig, count_macs_per_pixel, save_checkpoint_weights  # noqa: E402
+from engines.student import Student, StudentConfig, count_macs_per_pixel, save_checkpoint_weights  # noqa: E402
 from distill.train import TrainConfig, train  # noqa: E402
 
 DATA = Path(__file__).parent / "data"

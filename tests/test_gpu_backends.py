@@ -15,7 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the student and the PyTorch backend need torch")
 
-from distill.student import Student, StudentConfig, save_checkpoint_weights  # noqa: E402
+from engines.student import Student, StudentConfig, save_checkpoint_weights  # noqa: E402
 from engines import fp16_onnx  # noqa: E402
 from engines import tensorrt as trtb  # noqa: E402
 from engines import torch as torchb  # noqa: E402

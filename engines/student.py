@@ -29,6 +29,8 @@ class StudentConfig:
     c2: int = 32        # channels at 1/4 resolution
     blocks: int = 4     # residual blocks at 1/4 resolution
     hidden: int = 128   # width of the style MLP
+    c3: int = 0         # channels of the 1/8-resolution branch (0: none, the v1 network)
+    blocks3: int = 0    # residual blocks in the 1/8 branch
 
 
 class FiLM(nn.Module):
@@ -64,36 +66,60 @@ class Student(nn.Module):
         self.up = SeparableConv(cfg.c2, cfg.c1)                    # at H/2 after upsampling
         self.head = nn.Conv2d(cfg.c1, 3 * 4, 3, 1, 1)              # pixel shuffle to full resolution
         self.film = FiLM()
-        # FiLM widths in the order they are consumed in forward()
+        # FiLM widths in the order they are consumed in forward(); the 1/8 branch's come last (after the colour
+        # parameters) so that weights of the network without it warm-start it exactly
         self._film_widths = [cfg.c2] + [cfg.c2] * (2 * cfg.blocks) + [cfg.c1]
+        self._branch_widths = ([cfg.c3] + [cfg.c3] * (2 * cfg.blocks3) + [cfg.c2]) if cfg.c3 else []
+        if cfg.c3:
+            # The 1/8 branch: the teacher repaints at large scale (swirls, colour fields); at 1/8 resolution a few
+            # blocks see far (receptive field +16 px per 3x3 conv) for 1/64 of a full-resolution layer's cost.
+            self.down3 = SeparableConv(cfg.c2, cfg.c3, stride=2)
+            self.blocks3 = nn.ModuleList(ResBlock(cfg.c3) for _ in range(cfg.blocks3))
+            self.up3 = nn.Conv2d(cfg.c3, cfg.c2, 1)
+            nn.init.zeros_(self.up3.weight)   # starts as the network without the branch
+            nn.init.zeros_(self.up3.bias)
         # + 12: a per-style 3x3 colour matrix and bias applied to the input and added to the output logits, so
         # the style's palette (most of what a viewer sees) is a direct linear map instead of something the
         # whole network must learn to route through FiLM
         self.style_mlp = nn.Sequential(nn.Linear(STYLE_DIM, cfg.hidden), nn.ReLU(),
-                                       nn.Linear(cfg.hidden, 2 * sum(self._film_widths) + COLOR_PARAMS))
+                                       nn.Linear(cfg.hidden, 2 * sum(self._film_widths) + COLOR_PARAMS
+                                                 + 2 * sum(self._branch_widths)))
         nn.init.zeros_(self.style_mlp[-1].weight)
         nn.init.zeros_(self.style_mlp[-1].bias)
 
     def film_params(self, style: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per-layer (gamma, beta) from the style vector, then the colour (matrix [N,3,3], bias [N,3]) pair."""
+        """Per-layer (gamma, beta) from the style vector, then the colour (matrix [N,3,3], bias [N,3]) pair,
+        then the 1/8 branch's (gamma, beta) pairs."""
         flat = self.style_mlp(style)
         out, i = [], 0
         for w in self._film_widths:
             out.append((flat[:, i:i + w], flat[:, i + w:i + 2 * w]))
             i += 2 * w
         out.append((flat[:, i:i + 9].reshape(-1, 3, 3), flat[:, i + 9:i + 12]))
+        i += COLOR_PARAMS
+        for w in self._branch_widths:
+            out.append((flat[:, i:i + w], flat[:, i + w:i + 2 * w]))
+            i += 2 * w
         return out
 
     def forward(self, frame: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         params = self.film_params(style)
-        color_matrix, color_bias = params.pop()
-        p = iter(params)
+        n_main = len(self._film_widths)
+        color_matrix, color_bias = params[n_main]
+        p, q = iter(params[:n_main]), iter(params[n_main + 1:])
         s = F.relu(self.stem(frame * 2.0 - 1.0))
         x = F.relu(self.film(self.down(s), *next(p)))
-        for block in self.blocks:
-            g1, b1 = next(p)
-            g2, b2 = next(p)
-            x = block(x, g1, b1, g2, b2)
+        half = len(self.blocks) // 2 if self.config.c3 else len(self.blocks)
+        for block in self.blocks[:half]:
+            x = block(x, *next(p), *next(p))
+        if self.config.c3:   # frame sides must be multiples of 8 (the engines pad to that)
+            z = F.relu(self.film(self.down3(x), *next(q)))
+            for block in self.blocks3:
+                z = block(z, *next(q), *next(q))
+            z = F.interpolate(self.up3(z), scale_factor=2.0, mode="nearest")
+            x = F.relu(x + self.film(z, *next(q)))
+        for block in self.blocks[half:]:
+            x = block(x, *next(p), *next(p))
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         x = F.relu(self.film(self.up(x), *next(p)) + s)
         y = F.pixel_shuffle(self.head(x), 2)
