@@ -22,7 +22,8 @@ def _train(a: argparse.Namespace) -> int:
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, minutes=a.minutes, batch=a.batch, crop=a.crop, lr=a.lr,
                       seed=a.seed, device=a.device, threads=a.threads, resume=not a.no_resume, init=a.init,
                       w_temporal=a.w_temporal, w_perceptual=a.w_perceptual, w_style=a.w_style,
-                      w_texture=a.w_texture, w_ssim4=a.w_ssim4)
+                      w_texture=a.w_texture, w_ssim4=a.w_ssim4, w_stylespace=a.w_stylespace,
+                      c1=a.c1, c2=a.c2, blocks=a.blocks, c3=a.c3, blocks3=a.blocks3)
     result = train(cfg, progress=not a.quiet)
     print(json.dumps(result))
     return 0
@@ -79,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--w-style", type=float, default=1.0)
     t.add_argument("--w-texture", type=float, default=1.0, help="weight of the texture-energy (anti-blur) term")
     t.add_argument("--w-ssim4", type=float, default=1.0, help="weight of 1 - SSIM on 4x-downscaled images")
+    t.add_argument("--w-stylespace", type=float, default=0.0,
+                   help="weight of the squared distance between the style vectors of output and teacher output")
+    t.add_argument("--c1", type=int, default=16, help="channels at 1/2 resolution")
+    t.add_argument("--c2", type=int, default=32, help="channels at 1/4 resolution")
+    t.add_argument("--blocks", type=int, default=4, help="residual blocks at 1/4 resolution")
+    t.add_argument("--c3", type=int, default=0, help="channels of the 1/8-resolution branch (0: none)")
+    t.add_argument("--blocks3", type=int, default=0, help="residual blocks in the 1/8 branch")
     t.add_argument("--no-resume", action="store_true")
     t.add_argument("--init", default=None, help="warm start from these student weights (ignored when resuming)")
     t.add_argument("--quiet", action="store_true")

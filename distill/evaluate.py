@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from distill.metrics import downscale, psnr, ssim, texture_energy
+from distill.metrics import color_error, downscale, edge_fscore, psnr, reinhard_transfer, ssim, style_score, texture_energy
 from engines.base import STYLE_DIM
 
 TEACHER_MACS_384 = 1_847_398_168   # counted from arbitrary_transform.onnx's conv weights (see README)
@@ -37,7 +37,7 @@ class _StudentRunner:
             self._engine = OnnxRuntimeEngine(self.path)
             self._torch = None
         else:
-            from distill.student import load_weights
+            from engines.student import load_weights
 
             self._torch = load_weights(self.path)
 
@@ -55,7 +55,7 @@ class _StudentRunner:
 
 def student_cost(path: str, side: int = 384) -> dict:
     """Parameters and MACs at side x side, next to the teacher's."""
-    from distill.student import Student, count_macs_per_pixel, load_weights
+    from engines.student import Student, count_macs_per_pixel, load_weights
 
     if Path(path).suffix == ".onnx":
         pt = Path(path).with_suffix(".pt")
@@ -86,28 +86,40 @@ def evaluate(model: str, data: str | None, *, content_dir: str | None, styles_di
         contents, styles = list_images(content_dir), list_images(styles_dir)
     teacher = Teacher()
     student = _StudentRunner(model)
-    style_vecs = [(p, teacher.style_vector(read_rgb(p))) for p in styles]
+    style_imgs = {p: read_rgb(p) for p in styles}
+    style_vecs = [(p, teacher.style_vector(style_imgs[p])) for p in styles]
     rows, sheet_rows = [], []
     for i, cpath in enumerate(contents):
         img = _center_square(read_rgb(cpath), side)
+        e_photo = teacher.style_vector(img)
         for j, (spath, vec) in enumerate(style_vecs):
             if len(rows) >= max_pairs:
                 break
             t, s = teacher.stylize(img, vec), student(img, vec)
+            ct = reinhard_transfer(img, style_imgs[spath])
+            e_t = teacher.style_vector(t)
             rows.append({
                 "content": cpath.name, "style": spath.name,
+                "style_score": style_score(e_photo, teacher.style_vector(s), e_t, vec),
                 "ssim_quarter": ssim(downscale(s), downscale(t)), "ssim_full": ssim(s, t), "psnr_full": psnr(s, t),
+                "color_error": color_error(s, t), "edge_f": edge_fscore(s, img),
                 "texture_ratio": texture_energy(s) / max(texture_energy(t), 1e-9),
                 "baseline_ssim_quarter": ssim(downscale(img), downscale(t)),
                 "baseline_ssim_full": ssim(img, t), "baseline_psnr_full": psnr(img, t),
+                "baseline_color_error": color_error(img, t),
+                "colortransfer_style_score": style_score(e_photo, teacher.style_vector(ct), e_t, vec),
+                "colortransfer_ssim_quarter": ssim(downscale(ct), downscale(t)),
+                "teacher_edge_f": edge_fscore(t, img),
             })
             if (i + j) % 3 == 0 and len(sheet_rows) < 8:
                 sheet_rows.append((img, _center_square(read_rgb(spath), side), t, s))
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k not in ("content", "style")}
     # per style: one unfamiliar palette can hide behind a good mean
     by_style = {name: {k: float(np.mean([r[k] for r in rows if r["style"] == name]))
-                       for k in ("ssim_quarter", "baseline_ssim_quarter", "texture_ratio")}
+                       for k in ("style_score", "colortransfer_style_score", "ssim_quarter", "baseline_ssim_quarter",
+                                 "color_error", "baseline_color_error", "edge_f", "texture_ratio")}
                 for name in dict.fromkeys(r["style"] for r in rows)}
+    mean["color_error_ratio"] = mean["color_error"] / max(mean["baseline_color_error"], 1e-9)
     report = {"model": str(model), "pairs": len(rows), "side": side, "mean": mean, "by_style": by_style,
               "heldout_content": [p.name for p in contents], "heldout_styles": [p.name for p in styles],
               "cost": student_cost(model, side)}
