@@ -9,7 +9,9 @@ student ONNX contract: ``frames`` [N,3,H,W] float32 RGB in 0..1 and ``style``
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -21,6 +23,24 @@ class EngineError(RuntimeError):
     """A backend cannot be created or cannot run; the message is for the user."""
 
 
+def one_line(exc: BaseException) -> str:
+    """First line of an exception's text, or its type name when it has none: every user-facing error is one line.
+
+    Defined here, in the bottom layer, so engines and everything above them share one definition."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which network to run and where its files are; `streamer.model_registry` turns `--model` into one."""
+
+    name: str                     # "student", "teacher", "identity", or the file's stem
+    kind: str                     # "student" (student contract), "teacher", "identity"
+    onnx: Path | None = None      # ONNX graph (onnxruntime, tensorrt)
+    weights: Path | None = None   # torch weights (torch backend)
+
+
 @dataclass(frozen=True)
 class EngineInfo:
     backend: str                  # "onnxruntime", "torch", "tensorrt", "identity"
@@ -29,7 +49,6 @@ class EngineInfo:
     precision: str = "fp32"       # "fp32" or "fp16"
     min_side: int = 32            # smallest H or W the network accepts
     max_side: int | None = None   # largest H or W (the teacher is fixed at 384), None = any
-    multiple_of: int = 1          # H, W that are multiples of this avoid an internal pad
     max_batch: int = 1 << 16      # largest N in one call
     uint8_io: bool = False        # implements infer_uint8 (NHWC uint8 RGB in and out)
 
@@ -84,8 +103,6 @@ class IdentityEngine:
     def infer(self, frames: np.ndarray, style: np.ndarray) -> np.ndarray:
         check_inputs(self.info, frames, style)
         if self._delay_s:
-            import time
-
             time.sleep(self._delay_s)
         return frames
 

@@ -151,7 +151,7 @@ class PycudaKernels:
     """The kernels compiled by pycuda for the current context; launches are asynchronous on ``stream``."""
 
     def __init__(self) -> None:
-        from pycuda.compiler import SourceModule
+        from pycuda.compiler import SourceModule   # optional: pycuda exists only where a GPU build is installed
 
         self._module = SourceModule(KERNEL_SOURCE, no_extern_c=True, options=["-O3"])
         self._funcs: dict = {}

@@ -76,10 +76,7 @@ def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     out_rename = {name: f"{name}__fp16" for name in out_names if name in data}
     producers = {o: n for n in g.node for o in n.output}
     constants = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
-    # element types from shape inference, so integer operands (Reshape's shape, Slice's starts) are never cast
-    inferred = onnx.shape_inference.infer_shapes(model).graph
-    elem_types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.input, *inferred.output]
-                  if v.type.tensor_type.elem_type}
+    elem_types = _elem_types(model)
 
     fp16_inits: dict[str, str] = {}     # fp32 initializer name -> its fp16 copy
     fp16_consts: dict[str, str] = {}    # Constant node output -> its fp16 twin
@@ -110,27 +107,45 @@ def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
                                               name=f"{name}__cast_fp16"))
         return extra_casts[name]
 
+    is_float = lambda name: _is_float(name, inits, constants, producers, elem_types)  # noqa: E731
     for node in g.node:
-        on_path = node.op_type not in SHAPE_OPS and any(i in data for i in node.input if i)
-        if on_path:
-            for k, name in enumerate(node.input):
-                if not name or (node.op_type, k) in FP32_ONLY_INPUTS:
-                    continue
-                if name in in_cast:
-                    node.input[k] = in_cast[name]
-                elif name not in data and _is_float(name, inits, constants, producers, elem_types):
-                    node.input[k] = fp16_operand(name)
-            if node.op_type == "Cast":
-                for a in node.attribute:
-                    if a.name == "to" and a.i == FLOAT:
-                        a.i = FLOAT16
-            for k, name in enumerate(node.output):
-                if name in out_rename:
-                    node.output[k] = out_rename[name]
+        if node.op_type not in SHAPE_OPS and any(i in data for i in node.input if i):
+            _retype_node(node, data, in_cast, out_rename, fp16_operand, is_float)
         new_nodes.append(node)
     for name, renamed in out_rename.items():
         new_nodes.append(helper.make_node("Cast", [renamed], [name], to=FLOAT, name=f"{name}__to_fp32"))
+    return _finish(model, new_nodes, new_inits)
 
+
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element types from shape inference, so integer operands (Reshape's shape, Slice's starts) are never cast."""
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    return {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.input, *inferred.output]
+            if v.type.tensor_type.elem_type}
+
+
+def _retype_node(node: onnx.NodeProto, data: set[str], in_cast: dict[str, str], out_rename: dict[str, str],
+                 fp16_operand, is_float) -> None:
+    """A data-path node reads float16 operands, casts to float16 instead of float32, and writes renamed outputs."""
+    for k, name in enumerate(node.input):
+        if not name or (node.op_type, k) in FP32_ONLY_INPUTS:
+            continue
+        if name in in_cast:
+            node.input[k] = in_cast[name]
+        elif name not in data and is_float(name):
+            node.input[k] = fp16_operand(name)
+    if node.op_type == "Cast":
+        for a in node.attribute:
+            if a.name == "to" and a.i == FLOAT:
+                a.i = FLOAT16
+    for k, name in enumerate(node.output):
+        if name in out_rename:
+            node.output[k] = out_rename[name]
+
+
+def _finish(model: onnx.ModelProto, new_nodes: list[onnx.NodeProto], new_inits: list[TensorProto]) -> onnx.ModelProto:
+    """Drop what nothing reads, sort the nodes, redo shape inference and check the result."""
+    g = model.graph
     used = {i for n in new_nodes for i in n.input} | {o.name for o in g.output}
     new_nodes = [n for n in new_nodes if n.op_type != "Constant" or n.output[0] in used]
     kept = [t for t in g.initializer if t.name in used or t.name in {i.name for i in g.input}]

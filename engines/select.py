@@ -7,12 +7,18 @@ no tensorrt) never pays for them; each exposes ``availability() -> (bool, reason
 from __future__ import annotations
 
 import importlib
+
+import onnxruntime as ort
 import os
 import sys
 
-from engines.base import Engine, EngineError, IdentityEngine
+from engines.base import Engine, EngineError, IdentityEngine, ModelSpec
+from engines.onnxruntime import OnnxRuntimeEngine, TeacherEngine
+from engines.tensorrt import TensorRTEngine       # imports tensorrt/pycuda only when an engine is built
+from engines.torch import TorchEngine             # imports torch only when an engine is built
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+CONCRETE_BACKENDS = ("tensorrt", "torch", "onnxruntime")   # in auto's order of preference
+BACKENDS = ("auto", *CONCRETE_BACKENDS)
 
 
 def _module_availability(module: str) -> tuple[bool, str]:
@@ -33,10 +39,6 @@ def _module_availability(module: str) -> tuple[bool, str]:
 
 
 def _onnxruntime_availability() -> tuple[bool, str]:
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        return False, f"cannot import onnxruntime: {exc}"
     return True, f"onnxruntime {ort.__version__} ({', '.join(ort.get_available_providers())})"
 
 
@@ -52,7 +54,7 @@ def availability(backend: str) -> tuple[bool, str]:
 
 def backend_report() -> list[tuple[str, bool, str]]:
     """(name, available, reason) for every concrete backend, in auto's order of preference."""
-    return [(name, *availability(name)) for name in ("tensorrt", "torch", "onnxruntime")]
+    return [(name, *availability(name)) for name in CONCRETE_BACKENDS]
 
 
 def nvidia_driver_present() -> bool:
@@ -77,12 +79,8 @@ def choose_backend(backend: str = "auto", model_kind: str = "student") -> str:
     return "onnxruntime"
 
 
-def create_engine(backend: str, model, *, threads: int | None = None, device: str | None = None) -> Engine:
-    """Build the engine for a resolved model (streamer.model_registry.ModelSpec, or a name/path string)."""
-    if isinstance(model, str):
-        from streamer.model_registry import resolve_model
-
-        model = resolve_model(model)
+def create_engine(backend: str, model: ModelSpec, *, threads: int | None = None, device: str | None = None) -> Engine:
+    """Build the engine for a resolved model (`streamer.model_registry.resolve_model` makes the spec)."""
     if model.kind == "identity":
         return IdentityEngine()
     name = choose_backend(backend, model.kind)
@@ -93,23 +91,17 @@ def create_engine(backend: str, model, *, threads: int | None = None, device: st
     if model.kind == "teacher":
         if name != "onnxruntime":
             raise EngineError(f"the teacher model runs on onnxruntime only, not {name}")
-        from engines.onnxruntime import TeacherEngine
-
         return TeacherEngine(threads=threads)
     if name == "onnxruntime":
         if model.onnx is None:
             raise EngineError(f"model {model.name}: no ONNX file for the onnxruntime backend")
-        from engines.onnxruntime import OnnxRuntimeEngine
-
         return OnnxRuntimeEngine(model.onnx, threads=threads, name=model.name)
     if name == "tensorrt":
         if model.onnx is None:
             raise EngineError(f"model {model.name}: the tensorrt backend builds from an ONNX file")
-        from engines.tensorrt import TensorRTEngine
 
         return TensorRTEngine(str(model.onnx))
     if model.weights is None:
         raise EngineError(f"model {model.name}: the torch backend needs .pt weights")
-    from engines.torch import TorchEngine
 
     return TorchEngine(str(model.weights), device or "cuda")

@@ -6,6 +6,8 @@ twin on fresh random frames, after poisoning the output buffers.
 """
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -29,13 +31,21 @@ def test_ref_to_nchw_same_size_is_scaled_transpose_with_reflect_pad():
     assert out.dtype == np.float32 and out.flags.c_contiguous
 
 
-def test_ref_to_nchw_bgr_swaps_channels_and_half_output():
+def test_ref_to_nchw_bgr_matches_opencv_conversion_and_half_output():
     rng = np.random.default_rng(2)
-    f = frames_u8(rng, 1, 8, 8)
-    rgb = ck.ref_to_nchw(f, 8, 8, 8, 8)
-    bgr = ck.ref_to_nchw(f[..., ::-1].copy(), 8, 8, 8, 8, bgr=True)
-    np.testing.assert_array_equal(rgb, bgr)
-    assert ck.ref_to_nchw(f, 8, 8, 8, 8, dtype=np.float16).dtype == np.float16
+    bgr = frames_u8(rng, 2, 8, 12)
+    rgb = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in bgr])      # OpenCV decides what BGR means
+    want = rgb.astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255)
+    np.testing.assert_array_equal(ck.ref_to_nchw(bgr, 8, 12, 8, 12, bgr=True), want)
+    half = ck.ref_to_nchw(bgr, 8, 12, 8, 12, bgr=True, dtype=np.float16)
+    assert half.dtype == np.float16
+    np.testing.assert_array_equal(half, want.astype(np.float16))
+    # with a resize and a pad too: OpenCV's conversion, then its bilinear resize, then NumPy's reflect pad
+    img = cv2.GaussianBlur(frames_u8(rng, 1, 90, 160)[0], (0, 0), 3)
+    ours = ck.ref_to_nchw(img[None], 45, 80, 48, 80, bgr=True)[0].transpose(1, 2, 0) * 255
+    theirs = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32), (80, 45),
+                        interpolation=cv2.INTER_LINEAR)
+    assert np.abs(ours - np.pad(theirs, ((0, 3), (0, 0), (0, 0)), mode="reflect")).max() < 0.02
 
 
 def test_ref_resize_matches_opencv_bilinear_and_keeps_constants():
@@ -69,15 +79,35 @@ def test_ref_ema_matches_streamer_temporal_bit_for_bit():
         np.testing.assert_array_equal(got[0], want)
 
 
-def test_ref_ema_batch_equals_one_frame_at_a_time():
+def ema_by_hand(seq: np.ndarray, h: int, w: int, alpha: float, prev: np.ndarray, first: bool):
+    """The kernel's formula written out per element in float32 scalars, one frame after another (no array ops):
+    v = floor(clip(x, 0, 1) * 255 + 0.5); p = v on a first frame, else a*v + (1-a)*p; out = trunc(clip(p + 0.5))."""
+    f32 = np.float32
+    a, b = f32(alpha), f32(1.0 - alpha)
+    n = seq.shape[0]
+    out, state = np.zeros((n, h, w, 3), np.uint8), np.zeros((h, w, 3), np.float32)
+    for y in range(h):
+        for x in range(w):
+            for c in range(3):
+                p = f32(prev[y, x, c])
+                for i in range(n):
+                    s = min(max(f32(seq[i, c, y, x]), f32(0.0)), f32(1.0))
+                    v = f32(math.floor(s * f32(255.0) + f32(0.5)))
+                    p = v if (first and i == 0) else a * v + b * p
+                    out[i, y, x, c] = int(min(max(p + f32(0.5), f32(0.0)), f32(255.0)))
+                state[y, x, c] = p
+    return out, state
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_ref_ema_over_a_batch_matches_the_formula_frame_by_frame(first):
     rng = np.random.default_rng(5)
-    seq = rng.random((5, 3, 8, 8), dtype=np.float32)
-    batch, s_batch = ck.ref_to_u8hwc(seq, 8, 8, prev=np.zeros((8, 8, 3), np.float32), alpha=0.35, first=True)
-    state = np.zeros((8, 8, 3), np.float32)
-    for i in range(5):
-        one, state = ck.ref_to_u8hwc(seq[i:i + 1], 8, 8, prev=state, alpha=0.35, first=i == 0)
-        np.testing.assert_array_equal(one[0], batch[i])
-    np.testing.assert_array_equal(state, s_batch)
+    seq = (rng.random((5, 3, 8, 9), dtype=np.float32) * 1.2 - 0.1).astype(np.float32)   # some outside 0..1
+    prev = (rng.random((8, 9, 3), dtype=np.float32) * 255).astype(np.float32)
+    batch, state = ck.ref_to_u8hwc(seq, 8, 9, prev=prev.copy(), alpha=0.35, first=first)
+    want, want_state = ema_by_hand(seq, 8, 9, 0.35, prev, first)
+    np.testing.assert_array_equal(batch, want)
+    np.testing.assert_array_equal(state, want_state)
 
 
 def test_launch_specs_pick_the_dtype_variant_and_refuse_double_reflection():
