@@ -7,14 +7,14 @@ Methods, side by side on the same clips: teacher per frame, teacher + EMA (= sty
 --smooth 0.3), teacher + flow, and, when streamer/models/student.onnx exists, student per frame,
 student + EMA, student + flow.  Stylization runs once per engine and clip; smoothers run on it.
 
-Metrics per method (pixels in 0..1):
+Metrics per method (pixels in 0..1; all defined, with their reasons, in streamer/metrics.py):
 - E_warp: mean over consecutive pairs of sum M (O_t - W(O_{t-1}))^2 / sum M, M = non-occluded
   (Ruder forward-backward check + motion boundaries + out-of-frame).  Synthetic clips use the
   exact flow; vtest.avi uses DIS (medium preset, full processing resolution) on the input frames.
 - drift PSNR: 10 log10(1 / mean masked MSE(O_t, Y_t)), Y_t = the same engine's per-frame
   stylization of frame t: how far smoothing moves the picture away from the current stylization.
 - SSIM vs the teacher per frame (4x-downscaled, mean over RGB) and texture energy (mean |Laplacian|
-  of the gray output) as a ratio to the teacher per frame.
+  of the grey = mean-of-RGB output) as a ratio to the teacher per frame.
 Also the cost of each smoother per 640x360 frame (wall and CPU time).
 """
 from __future__ import annotations
@@ -31,7 +31,10 @@ import numpy as np
 
 from benchmarks.synthetic_motion import Clip, make_clip
 from streamer.temporal import DEFAULT_SMOOTH, make_smoother
-from streamer.warp import dis_flow, make_dis, masked_mse, to_unit, visible_masks, warping_error
+from streamer.metrics import (downscale, masked_mse, psnr_from_mse, ssim, texture_energy, to_unit, visible_masks,
+                              warping_error)
+from streamer.media_files import read_image
+from streamer.warp import backward_warp, dis_flow, make_dis
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -53,17 +56,10 @@ def smoothers() -> dict[str, callable]:
 
 # --- clips -----------------------------------------------------------------------------------------
 
-def read_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise SystemExit(f"{path}: cannot read image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def synthetic_clips(n_frames: int, count: int) -> list[Clip]:
     clips = []
     for i, (photo, motion) in enumerate(SYNTHETIC[:count]):
-        clip = make_clip(read_rgb(SHARED / "content" / photo), motion, n_frames, (SIDE, SIDE), seed=i,
+        clip = make_clip(read_image(SHARED / "content" / photo), motion, n_frames, (SIDE, SIDE), seed=i,
                          name=f"{motion}:{Path(photo).stem}")
         clips.append(clip)
     return clips
@@ -112,28 +108,10 @@ def stylize(engine, style: np.ndarray, frames: list[np.ndarray]) -> list[np.ndar
 
 
 # --- metrics ---------------------------------------------------------------------------------------
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM over channels (Wang et al. 2004: Gaussian window sigma 1.5, K = 0.01, 0.03), pixels 0..1."""
-    a, b = to_unit(a).astype(np.float64), to_unit(b).astype(np.float64)
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    blur = lambda x: cv2.GaussianBlur(x, (7, 7), 1.5)  # noqa: E731
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a ** 2
-    var_b = blur(b * b) - mu_b ** 2
-    cov = blur(a * b) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return float(s.mean())
-
-
-def down4(img: np.ndarray) -> np.ndarray:
-    return cv2.resize(img, (img.shape[1] // 4, img.shape[0] // 4), interpolation=cv2.INTER_AREA)
-
-
-def texture_energy(img: np.ndarray) -> float:
-    gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    return float(np.mean(np.abs(cv2.Laplacian(gray, cv2.CV_32F))))
-
+# SSIM, texture energy, PSNR and E_warp come from streamer.metrics (one definition for distill eval and this
+# benchmark). Until issue 13 this file had its own SSIM with a 7x7 Gaussian window (now 11x11, sigma 1.5) and a
+# texture energy on Rec.601 luma (now the mean of RGB, as the training term): SSIM/4 and the texture ratio shift
+# slightly against numbers measured before (benchmarks/figures/temporal.json, RESULTS); E_warp and drift do not.
 
 def run_smoother(make, frames, stylized) -> tuple[list[np.ndarray], float]:
     sm = make()
@@ -156,8 +134,8 @@ def evaluate_clip(clip: Clip, per_frame: dict[str, list[np.ndarray]]) -> dict[st
             drift = np.mean([masked_mse(o, y, v) for o, y, v in zip(outs[1:], ys[1:], vis[1:])])
             results[f"{eng}+{mode}"] = {
                 "ewarp": e, "per_pair": per_pair,
-                "drift_psnr": float("inf") if drift == 0 else float(10 * np.log10(1.0 / drift)),
-                "ssim_teacher": float(np.mean([ssim(down4(o), down4(t)) for o, t in zip(outs, teacher)])),
+                "drift_psnr": psnr_from_mse(drift),
+                "ssim_teacher": float(np.mean([ssim(downscale(o), downscale(t)) for o, t in zip(outs, teacher)])),
                 "texture_ratio": float(np.mean([texture_energy(o) for o in outs]) / tex_teacher),
                 "smooth_cpu_ms": cpu_ms,
                 "_outputs": outs,
@@ -173,7 +151,7 @@ def time_smoothers(n_frames: int = 90, passes: int = 3) -> dict[str, dict]:
     The machine is shared (a training job, other engineers' runs), so each smoother runs ``passes``
     times and the best pass is reported (as timeit does); p90 is over all passes.
     """
-    pic = read_rgb(SHARED / "content" / SYNTHETIC[0][0])
+    pic = read_image(SHARED / "content" / SYNTHETIC[0][0])
     clip = make_clip(pic, "pan_diag", n_frames, (640, 360), seed=7)
     stylized = [cv2.applyColorMap(f, cv2.COLORMAP_JET) for f in clip.frames]   # any uint8 RGB will do
     out = {}
@@ -200,8 +178,6 @@ def time_smoothers(n_frames: int = 90, passes: int = 3) -> dict[str, dict]:
 def save_strip(path: Path, clip: Clip, results: dict, methods: list[str], frames: list[int]) -> None:
     """Rows: methods; columns: output at frames[i] and the amplified |O_t - W(O_{t-1})| flicker map."""
     vis = visible_masks(clip.flows_back, clip.flows_fwd)
-    from streamer.warp import backward_warp
-
     rows = []
     for m in methods:
         outs = results[m]["_outputs"]
@@ -308,7 +284,7 @@ def main(argv=None) -> int:
     default = f"{'student' if 'student' in engs else 'teacher'}+{DEFAULT_SMOOTH}"
     # Drift threshold: a perfectly stable output O* = Y_t - n_t (n_t = the per-frame flicker) has
     # drift MSE = var(n) ~ E_warp(teacher per frame) / 2; allow 2x that, i.e. drift MSE <= E_warp(teacher).
-    drift_min = float(10 * np.log10(1.0 / teacher_e))
+    drift_min = psnr_from_mse(teacher_e)
 
     print(f"\nTemporal consistency, style {STYLE}, {len(synthetic)} synthetic clips x {n_syn} frames ({SIDE}x{SIDE}, "
           f"exact flow, noise sigma 2, brightness +-3%) + {', '.join(c for c in per_clip if c not in synthetic) or 'no video'}")

@@ -1,4 +1,4 @@
-"""Optical-flow helpers shared by the runtime smoother and the temporal benchmark.
+"""Optical-flow helpers shared by the runtime smoother and the warping-error metric (streamer.metrics).
 
 Conventions (one place, so nobody flips a sign):
 - A flow is HxWx2 float32 (dx, dy) in pixels of the image it is defined on.
@@ -80,49 +80,3 @@ def occlusion_mask(flow_ref: np.ndarray, flow_other: np.ndarray, *, outside: boo
     if outside:
         occluded |= outside_mask(w_)
     return occluded
-
-
-def resize_flow(flow: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resample a flow field to another size and rescale its vectors to the new pixel units."""
-    h, w = flow.shape[:2]
-    out = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR)
-    out[..., 0] *= width / w
-    out[..., 1] *= height / h
-    return out
-
-
-# --- Warping error (Lai et al. 2018) ---------------------------------------------------------------
-
-def to_unit(img: np.ndarray) -> np.ndarray:
-    """uint8 0..255 -> float32 0..1 (float input is passed through as float32)."""
-    return img.astype(np.float32) * (1.0 / 255.0) if img.dtype == np.uint8 else img.astype(np.float32, copy=False)
-
-
-def visible_masks(flows_back, flows_fwd) -> list[np.ndarray | None]:
-    """Per frame t >= 1, True where the pixel of frame t is visible in frame t-1 (the non-occlusion mask)."""
-    return [None if b is None else ~occlusion_mask(b, f) for b, f in zip(flows_back, flows_fwd)]
-
-
-def pair_warping_error(cur: np.ndarray, prev: np.ndarray, flow_back: np.ndarray, visible: np.ndarray) -> float:
-    """sum M (O_t - W(O_{t-1}))^2 / sum M over pixels and channels, pixels in 0..1 (Lai et al. 2018)."""
-    cur, prev = to_unit(cur), to_unit(prev)
-    diff = cur - backward_warp(prev, flow_back)
-    m = visible.astype(np.float32)
-    n = float(m.sum()) * (diff.shape[2] if diff.ndim == 3 else 1)
-    if diff.ndim == 3:
-        m = m[..., None]
-    if n == 0:
-        return float(np.mean(diff ** 2))
-    return float(np.sum(m * diff * diff) / n)
-
-
-def warping_error(outputs, flows_back, visible) -> tuple[float, list[float]]:
-    """E_warp of a clip: the mean over consecutive pairs, and the per-pair values (for frames 1..T-1)."""
-    errs = [pair_warping_error(outputs[t], outputs[t - 1], flows_back[t], visible[t]) for t in range(1, len(outputs))]
-    return float(np.mean(errs)), errs
-
-
-def masked_mse(a: np.ndarray, b: np.ndarray, visible: np.ndarray) -> float:
-    """Mean squared difference (0..1 pixels) over the visible pixels."""
-    d = to_unit(a) - to_unit(b)
-    return float(np.mean((d * d)[visible]))

@@ -15,20 +15,21 @@ if str(ROOT) not in sys.path:  # benchmarks/ is a plain folder, not an installed
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.synthetic_motion import make_clip  # noqa: E402
-from streamer.styles import bundled_styles, read_rgb  # noqa: E402
+from streamer.metrics import masked_mse, visible_masks, warping_error  # noqa: E402
+from streamer.media_files import read_image  # noqa: E402
+from streamer.styles import bundled_styles  # noqa: E402
 from streamer.temporal import DEFAULT_SMOOTH, SMOOTH_MODES, EmaSmoothing, FlowSmoothing, make_smoother  # noqa: E402
-from streamer.warp import (backward_warp, masked_mse, occlusion_mask, visible_masks,  # noqa: E402
-                           warping_error)
+from streamer.warp import backward_warp, occlusion_mask  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def picture() -> np.ndarray:
-    return read_rgb(bundled_styles()["kandinsky"])
+    return read_image(bundled_styles()["kandinsky"])
 
 
 @pytest.fixture(scope="module")
 def other_picture() -> np.ndarray:
-    return read_rgb(bundled_styles()["hokusai_bridge"])
+    return read_image(bundled_styles()["hokusai_bridge"])
 
 
 def ewarp(clip, outputs=None) -> float:
