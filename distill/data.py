@@ -14,7 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streamer.styles import IMAGE_EXTENSIONS, read_rgb
+from tqdm import tqdm
+
+from distill.teacher import Teacher
+from streamer.media_files import is_image, read_image
 
 STYLE_SIDE = 256   # style images kept for the style-image loss term
 
@@ -23,7 +26,7 @@ def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a directory")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(p for p in folder.rglob("*") if is_image(p))
     if not files:
         raise FileNotFoundError(f"{folder}: no images found")
     return files
@@ -95,10 +98,6 @@ def prepare(content_dir: str, styles_dir: str, out_dir: str, *, pairs: int = 200
             holdout_styles: int = 3, seed: int = 0, threads: int | None = None, progress: bool = True,
             palette_jitter: float = 0.0, photo_styles: float = 0.1, split_seed: int = 0) -> dict:
     """Make `pairs` training triples; writes .npy arrays and a manifest with the held-out files."""
-    from tqdm import tqdm
-
-    from distill.teacher import Teacher
-
     rng = np.random.default_rng(seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,7 +108,7 @@ def prepare(content_dir: str, styles_dir: str, out_dir: str, *, pairs: int = 200
     side = teacher.side
     t0 = time.time()
 
-    style_rgbs = [read_rgb(p) for p in styles]
+    style_rgbs = [read_image(p) for p in styles]
     style_images = np.stack([random_crop(s, STYLE_SIDE, rng, min_scale=1.0) for s in style_rgbs])
     # Several crops per painting: the vector of a detail differs from the whole, which widens the style space seen.
     bank = []
@@ -120,7 +119,7 @@ def prepare(content_dir: str, styles_dir: str, out_dir: str, *, pairs: int = 200
                 bank.append((-1, teacher.style_vector(jitter_palette(crop, rng))))
             else:
                 bank.append((i, teacher.style_vector(crop)))
-    content_rgbs = [read_rgb(p) for p in contents]
+    content_rgbs = [read_image(p) for p in contents]
     photo_step = 1 if photo_styles > 0.1 else 4
     photo_vectors = [teacher.style_vector(random_crop(c, STYLE_SIDE, rng, 0.5)) for c in content_rgbs[::photo_step]]
 

@@ -14,16 +14,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from distill.metrics import color_error, downscale, edge_fscore, psnr, reinhard_transfer, ssim, style_score, texture_energy
+from distill.data import list_images
+from distill.teacher import Teacher
 from engines.base import STYLE_DIM
+from engines.onnxruntime import OnnxRuntimeEngine
+from streamer.media_files import center_square, read_image
+from streamer.metrics import color_error, downscale, edge_fscore, psnr, reinhard_transfer, ssim, style_score, texture_energy
 
 TEACHER_MACS_384 = 1_847_398_168   # counted from arbitrary_transform.onnx's conv weights (see README)
-
-
-def _center_square(rgb: np.ndarray, side: int) -> np.ndarray:
-    from streamer.styles import center_square
-
-    return center_square(rgb, side)
 
 
 class _StudentRunner:
@@ -32,19 +30,17 @@ class _StudentRunner:
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         if self.path.suffix == ".onnx":
-            from engines.onnxruntime import OnnxRuntimeEngine
-
             self._engine = OnnxRuntimeEngine(self.path)
             self._torch = None
         else:
-            from engines.student import load_weights
+            from engines.student import load_weights   # torch: only a .pt student needs it
 
             self._torch = load_weights(self.path)
 
     def __call__(self, rgb: np.ndarray, style: np.ndarray) -> np.ndarray:
         x = rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         if self._torch is not None:
-            import torch
+            import torch   # loaded already for the .pt student
 
             with torch.no_grad():
                 y = self._torch(torch.from_numpy(x), torch.from_numpy(style.reshape(1, STYLE_DIM))).numpy()
@@ -55,7 +51,7 @@ class _StudentRunner:
 
 def student_cost(path: str, side: int = 384) -> dict:
     """Parameters and MACs at side x side, next to the teacher's."""
-    from engines.student import Student, count_macs_per_pixel, load_weights
+    from engines.student import Student, count_macs_per_pixel, load_weights   # torch: counts the MACs by tracing
 
     if Path(path).suffix == ".onnx":
         pt = Path(path).with_suffix(".pt")
@@ -70,9 +66,6 @@ def student_cost(path: str, side: int = 384) -> dict:
 
 def evaluate(model: str, data: str | None, *, content_dir: str | None, styles_dir: str | None, sheet: str | None = None,
              side: int = 384, max_pairs: int = 36) -> dict:
-    from distill.data import list_images
-    from distill.teacher import Teacher
-    from streamer.styles import read_rgb
 
     if data:
         manifest = json.loads((Path(data) / "manifest.json").read_text())
@@ -86,11 +79,11 @@ def evaluate(model: str, data: str | None, *, content_dir: str | None, styles_di
         contents, styles = list_images(content_dir), list_images(styles_dir)
     teacher = Teacher()
     student = _StudentRunner(model)
-    style_imgs = {p: read_rgb(p) for p in styles}
+    style_imgs = {p: read_image(p) for p in styles}
     style_vecs = [(p, teacher.style_vector(style_imgs[p])) for p in styles]
     rows, sheet_rows = [], []
     for i, cpath in enumerate(contents):
-        img = _center_square(read_rgb(cpath), side)
+        img = center_square(read_image(cpath), side)
         e_photo = teacher.style_vector(img)
         for j, (spath, vec) in enumerate(style_vecs):
             if len(rows) >= max_pairs:
@@ -112,7 +105,7 @@ def evaluate(model: str, data: str | None, *, content_dir: str | None, styles_di
                 "teacher_edge_f": edge_fscore(t, img),
             })
             if (i + j) % 3 == 0 and len(sheet_rows) < 8:
-                sheet_rows.append((img, _center_square(read_rgb(spath), side), t, s))
+                sheet_rows.append((img, center_square(read_image(spath), side), t, s))
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k not in ("content", "style")}
     # per style: one unfamiliar palette can hide behind a good mean
     by_style = {name: {k: float(np.mean([r[k] for r in rows if r["style"] == name]))

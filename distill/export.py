@@ -13,6 +13,8 @@ import numpy as np
 import onnx
 import torch
 
+from engines.fp16_onnx import convert_to_fp16
+from engines.onnxruntime import make_session
 from engines.student import STYLE_DIM, load_weights
 
 OPSET = 17
@@ -35,8 +37,6 @@ def export(weights: str, out: str, fp16: bool = False, check_tolerance: float = 
     result = {"onnx": str(fp32_path), "opset": OPSET, "max_abs_diff_vs_torch": max_err,
               "parameters": sum(p.numel() for p in model.parameters())}
     if fp16:
-        from engines.fp16_onnx import convert_to_fp16
-
         onnx.save(convert_to_fp16(graph), str(out_path))
         onnx.checker.check_model(str(out_path), full_check=True)
         fp32_path.unlink()
@@ -46,8 +46,6 @@ def export(weights: str, out: str, fp16: bool = False, check_tolerance: float = 
 
 def _compare_with_torch(model, path: Path) -> float:
     """ORT vs PyTorch on a batch of 2 at an odd size, so the dynamic axes are exercised too."""
-    from engines.onnxruntime import make_session
-
     frame, style = torch.rand(2, 3, 72, 104), torch.randn(2, STYLE_DIM)
     with torch.no_grad():
         ref = model(frame, style).numpy()

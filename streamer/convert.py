@@ -15,30 +15,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from engines.base import Engine, EngineError
+from engines.base import Engine
+from streamer.assembly import RunOptions, assemble, open_engine
+from streamer.codecs import pick_video_codec
 from streamer.errors import InputError, StreamerError, one_line
-from streamer.model_registry import resolve_model
 from streamer.pipeline import Frame, Runner, Stats
-from streamer.temporal import DEFAULT_SMOOTH
-from streamer.processing import StyleVector, processing_size, stylize_image, stylize_stages
+from streamer.processing import processing_size, stylize_image
 from streamer.sinks import AtomicOutput, VideoFileSink, write_image
-from streamer.sources import VideoFileSource, is_image, is_video, read_image
+from streamer.media_files import is_image, is_video, read_image
+from streamer.sources import VideoFileSource
+from streamer.style_sources import FixedStyle
+from streamer.styles import StyleEncoder
 
 
 @dataclass
-class ConvertOptions:
-    style: str = "starry_night"
-    strength: float = 1.0
-    max_size: int | None = None        # longer side of the processing size (default processing.DEFAULT_MAX_SIZE)
-    backend: str = "auto"
-    model: str | None = None           # student | teacher | identity | PATH (default: student if present)
-    smooth: str = DEFAULT_SMOOTH       # off | ema | flow
+class ConvertOptions(RunOptions):
     codec: str = "auto"                # auto: h264_nvenc on a GPU engine when it opens, else libx264
     crf: int | None = 18
     preset: str | None = "veryfast"   # OBS's default: half the CPU of "fast" at 640x360, same size at crf 18
-    batch: int = 1                     # frames per engine call
     overwrite: bool = False
-    threads: int | None = None         # ONNX Runtime intra-op threads (None: all cores)
     queue_size: int = 8
 
 
@@ -60,7 +55,7 @@ class ConvertResult:
     processing: list[int] | None = None
     notices: list[str] = field(default_factory=list)
     audio: list[str] = field(default_factory=list)
-    stages: dict[str, float] = field(default_factory=dict)
+    stage_ms_per_frame: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -78,61 +73,28 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 class Converter:
-    def __init__(self, options: ConvertOptions | None = None, *, engine: Engine | None = None, encoder=None) -> None:
+    def __init__(self, options: ConvertOptions | None = None, *, engine: Engine | None = None,
+                 encoder: StyleEncoder | None = None) -> None:
         self.options = options or ConvertOptions()
-        o = self.options
-        if not 0.0 <= o.strength <= 1.0:
-            raise InputError(f"--strength {o.strength}: must be between 0 and 1")
-        if o.max_size is not None and o.max_size < 16:
-            raise InputError(f"--max-size {o.max_size}: too small")
-        if o.batch < 1:
-            raise InputError(f"--batch {o.batch}: must be at least 1")
+        self.options.validate()
         self._engine = engine
         self._encoder = encoder
-        self._style: StyleVector | None = None
+        self._style = None
 
     # --- lazily built, shared across files ----------------------------------------------
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            from engines.select import create_engine
-
-            try:
-                self._engine = create_engine(self.options.backend, resolve_model(self.options.model),
-                                             threads=self.options.threads)
-            except EngineError as exc:
-                raise InputError(one_line(exc)) from exc
+            self._engine = open_engine(self.options)
         return self._engine
 
-    def style_vector(self) -> StyleVector:
+    def style_source(self) -> FixedStyle:
+        """A fresh style source per file: with strength < 1 each file mixes in its own first frame's look."""
+        if self._encoder is None:
+            self._encoder = StyleEncoder(threads=self.options.threads)
         if self._style is None:
-            from streamer.styles import StyleEncoder, StyleError
-
-            if self._encoder is None:
-                self._encoder = StyleEncoder(threads=self.options.threads)
-            try:
-                vec = self._encoder.encode(self.options.style)
-            except StyleError as exc:
-                raise InputError(one_line(exc)) from exc
-            self._style = vec
-        return StyleVector(self._style, self.options.strength, self._encoder)   # fresh content mix per file
-
-    def _video_codec(self) -> tuple[str, str | None]:
-        try:
-            from streamer.codecs import pick_video_codec
-        except ImportError:
-            return ("libx264" if self.options.codec == "auto" else self.options.codec), None
-        return pick_video_codec(self.options.codec, gpu=self.engine.info.device.startswith("cuda"))
-
-    def _make_smoother(self):
-        if self.options.smooth == "off":
-            return None
-        from streamer.temporal import make_smoother
-
-        try:
-            return make_smoother(self.options.smooth)
-        except ValueError as exc:
-            raise InputError(f"--smooth {self.options.smooth}: {one_line(exc)}") from exc
+            self._style = self._encoder.encode(self.options.style)
+        return FixedStyle(self._style, self.options.strength, self._encoder)
 
     # --- one file -------------------------------------------------------------------------
     def convert(self, input: str | os.PathLike, output: str | os.PathLike,
@@ -160,7 +122,7 @@ class Converter:
         t0 = time.perf_counter()
         out = AtomicOutput(dst, overwrite=self.options.overwrite)
         rgb = read_image(src)
-        engine, style = self.engine, self.style_vector()
+        engine, style = self.engine, self.style_source()
         h, w = rgb.shape[:2]
         size = processing_size(w, h, self.options.max_size, engine.info, name=str(src))
         with out:
@@ -175,10 +137,8 @@ class Converter:
         out = AtomicOutput(dst, overwrite=self.options.overwrite)
         source = VideoFileSource(src)
         try:
-            engine, style = self.engine, self.style_vector()
-            size = processing_size(source.width, source.height, self.options.max_size, engine.info, name=str(src))
-            stages = stylize_stages(engine, style, size, batch=self.options.batch, smoother=self._make_smoother())
-            codec, notice = self._video_codec()
+            run = assemble(self.engine, self.style_source(), source.width, source.height, self.options, name=str(src))
+            codec, notice = pick_video_codec(self.options.codec, gpu=self.engine.info.device.startswith("cuda"))
             sink = VideoFileSink(out.temp, width=source.width, height=source.height, time_base=source.time_base,
                                  rate=source.rate, codec=codec, crf=self.options.crf,
                                  preset=self.options.preset, audio_from=src if source.audio else None,
@@ -189,13 +149,12 @@ class Converter:
             source.close()
             raise
         with out:
-            stats = Runner(source, stages, sink, policy="block", queue_size=self.options.queue_size,
+            stats = Runner(source, run.stages, sink, policy="block", queue_size=self.options.queue_size,
                            stats=Stats(), label=str(src), on_frame=on_frame).run()
             out.commit()
         return self._result(src, dst, frames=stats.frames_out, width=source.width, height=source.height,
-                            seconds=stats.seconds, fps=stats.fps, processing=list(size), audio=sink.audio_modes,
-                            notices=[notice] if notice else [],
-                            stages={k: round(v, 4) for k, v in stats.busy.items()})
+                            seconds=stats.seconds, fps=stats.fps, processing=list(run.size), audio=sink.audio_modes,
+                            notices=[notice] if notice else [], stage_ms_per_frame=stats.ms_per_frame())
 
     # --- a directory ----------------------------------------------------------------------
     def convert_dir(self, input_dir: str | os.PathLike, output_dir: str | os.PathLike,
@@ -223,7 +182,7 @@ class Converter:
                        if p.is_file() and not p.name.startswith(".") and (is_video(p) or is_image(p)))
         if not files:
             raise InputError(f"{src_dir}: no videos or images inside")
-        self.engine, self.style_vector()          # a bad style or backend fails the run once, not per file
+        self.engine, self.style_source()          # a bad style or backend fails the run once, not per file
         results = []
         for f in files:
             dst = dst_dir / (f.name if is_image(f) else f.stem + ".mp4")

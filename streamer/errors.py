@@ -5,6 +5,8 @@ the CLI prints ``streamer: error: <message>`` and exits with :data:`EXIT_CODES`.
 """
 from __future__ import annotations
 
+from engines.base import one_line  # noqa: F401 - the one definition, re-exported for streamer's modules
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2          # bad input, bad option, unusable output location
@@ -44,7 +46,3 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
-def one_line(exc: BaseException) -> str:
-    """First line of an exception's text, or its type name when it has none."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

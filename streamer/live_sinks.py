@@ -4,7 +4,7 @@
                           "out.mp4" | "null", width=..., height=..., fps=...)
     sinks = MultiSink([sink, ...])        # several at once, one runner sink
 
-Every sink has the runner's ``write/finish/abort`` trio and shows ``frame.extras["stylized"]``
+Every sink has the runner's ``write/finish/abort`` trio and shows ``frame.output``
 (HxWx3 uint8 RGB).  They are opened when built, so a missing device, an unusable URL or a
 GUI-less OpenCV fails the command at once (exit code 2) with one line that says what to do.
 
@@ -29,21 +29,21 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
+import av
 import cv2
 import numpy as np
 
 from streamer.errors import InputError, PipelineError, one_line
 from streamer.live_sources import LIVE_TIME_BASE
 from streamer.pipeline import Frame
+from streamer.media_files import is_video
+from streamer.sinks import AtomicOutput, VideoFileSink
+from streamer.sources import av_problem
 
 MODPROBE_HINT = "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=streamer"
 KEYS = {"n": "next", "p": "prev", "+": "stronger", "=": "stronger", "-": "weaker", "_": "weaker",
         "s": "smooth", "q": "quit", "\x1b": "quit"}
 TS_PACKET = 1316      # 7 x 188-byte MPEG-TS packets per UDP datagram (fits any MTU)
-
-
-def output_pixels(frame: Frame) -> np.ndarray:
-    return frame.extras.get("stylized", frame.pixels)
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:
@@ -138,7 +138,7 @@ class WindowSink:
     # sink thread
     def write(self, frame: Frame) -> None:
         with self._lock:
-            self._slot = output_pixels(frame)
+            self._slot = frame.output
 
     def finish(self) -> None:
         pass
@@ -220,7 +220,7 @@ class VirtualCamSink:
     def __init__(self, width: int, height: int, fps: float, *, device: str | None = None,
                  backend: str | None = None, repeat_after: float = 2.0) -> None:
         try:
-            import pyvirtualcam
+            import pyvirtualcam   # optional (the live extra): only this sink needs it
         except ImportError as exc:
             raise InputError("virtualcam: pyvirtualcam is not installed (pip install pyvirtualcam, "
                              "or pip install 'streamer[live]')") from exc
@@ -258,7 +258,7 @@ class VirtualCamSink:
         self._last_sent = time.perf_counter()
 
     def write(self, frame: Frame) -> None:
-        img = self.convert(output_pixels(frame))
+        img = self.convert(frame.output)
         with self._lock:
             if self.cam is None:
                 return
@@ -316,10 +316,6 @@ class StreamSink:
 
     def __init__(self, url: str, width: int, height: int, fps: float, *, preset: str = "ultrafast",
                  crf: int = 23, gop_seconds: float = 1.0) -> None:
-        import av
-
-        from streamer.sources import av_problem
-
         self.url = url
         self.label = url
         self.width, self.height = even_size(width, height)
@@ -359,11 +355,7 @@ class StreamSink:
         self._last_pts = -1
 
     def write(self, frame: Frame) -> None:
-        import av
-
-        from streamer.sources import av_problem
-
-        img = np.ascontiguousarray(fit(output_pixels(frame), self.width, self.height))
+        img = np.ascontiguousarray(fit(frame.output, self.width, self.height))
         vf = av.VideoFrame.from_ndarray(img, format="rgb24")
         pts = frame.pts if frame.pts is not None and frame.time_base == LIVE_TIME_BASE else \
             round((frame.capture_time or time.perf_counter()) / LIVE_TIME_BASE)
@@ -411,9 +403,6 @@ class RecordSink:
 
     def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float, *, overwrite: bool = False,
                  codec: str = "libx264", preset: str = "veryfast", crf: int = 20) -> None:
-        from streamer.sinks import AtomicOutput, VideoFileSink
-        from streamer.sources import is_video
-
         self.path = Path(path)
         self.label = str(path)
         if not is_video(self.path):
@@ -430,8 +419,8 @@ class RecordSink:
         self.frames = 0
 
     def write(self, frame: Frame) -> None:
-        img = fit(output_pixels(frame), self.width, self.height)
-        if img is not output_pixels(frame):
+        img = fit(frame.output, self.width, self.height)
+        if img is not frame.output:
             frame = Frame(frame.seq, frame.pts, frame.time_base, frame.capture_time, frame.pixels, {"stylized": img})
         self._sink.write(frame)
         self.frames += 1

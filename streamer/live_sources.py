@@ -27,11 +27,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
 
+import av
 import cv2
 import numpy as np
 
 from streamer.errors import InputError, one_line
 from streamer.pipeline import Frame
+from streamer.sources import VideoFileSource, av_problem
 
 LIVE_TIME_BASE = Fraction(1, 90000)
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp")
@@ -63,7 +65,6 @@ class LiveSource:
     """Base: the timestamp clock, the halt event and the reconnect loop shared by every live source."""
 
     name = "capture"
-    kind = "live"
 
     def __init__(self, label: str, *, reconnect: bool = False, say: Callable[[str], None] = _say) -> None:
         self.label = label
@@ -244,10 +245,6 @@ class UrlSource(LiveSource):
         return opts
 
     def _open(self) -> None:
-        import av
-
-        from streamer.sources import av_problem
-
         try:
             container = av.open(self.url, options=self._options(), timeout=(URL_OPEN_TIMEOUT_S, URL_READ_TIMEOUT_S))
         except av.error.FFmpegError as exc:
@@ -266,10 +263,6 @@ class UrlSource(LiveSource):
         self.fps = float(rate) if rate and 0 < rate < 1000 else 30.0
 
     def frames(self) -> Iterator[Frame]:
-        import av
-
-        from streamer.sources import av_problem
-
         attempt = 0
         while not self.halted:
             if self._container is None:
@@ -322,8 +315,6 @@ class FileLiveSource(LiveSource):
 
     def __init__(self, path: str | os.PathLike, *, loop: bool = False, reconnect: bool = False,
                  say: Callable[[str], None] = _say) -> None:
-        from streamer.sources import VideoFileSource
-
         super().__init__(str(path), reconnect=reconnect, say=say)
         self.path = Path(path)
         self.loop = loop
@@ -334,8 +325,6 @@ class FileLiveSource(LiveSource):
         self.loops = 0
 
     def frames(self) -> Iterator[Frame]:
-        from streamer.sources import VideoFileSource
-
         start: float | None = None          # wall time of media time 0 of the current pass
         offset = 0.0                        # media seconds of previous passes
         interval = 1.0 / self.fps if self.fps else 1 / 30

@@ -10,23 +10,15 @@ The default is ``student`` when its ONNX file exists, else ``teacher``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from engines.base import ModelSpec
 from streamer.errors import InputError
 
 MODELS_DIR = Path(__file__).parent / "models"
 STUDENT_ONNX = MODELS_DIR / "student.onnx"
 STUDENT_PT = MODELS_DIR / "student.pt"
 NAMES = ("student", "teacher", "identity")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str                     # "student", "teacher", "identity", or the file's stem
-    kind: str                     # "student" (student contract), "teacher", "identity"
-    onnx: Path | None = None      # ONNX graph (onnxruntime, tensorrt)
-    weights: Path | None = None   # torch weights (torch backend)
 
 
 def default_model() -> str:

@@ -2,7 +2,9 @@
 
     source ──q──► stage ──q──► stage ──q──► ... ──q──► sink
 
-* A :class:`Frame` travels through: sequence number, pts + time base, capture time, pixels, extras.
+* A :class:`Frame` travels through: sequence number, pts + time base, capture time, the decoded
+  pixels, and one typed field per thing a stage hands to the next (network input and output, the
+  stylized picture).
 * Queue policy ``"block"`` (files): a full queue blocks its producer, nothing is ever dropped.
   Policy ``"drop_oldest"`` (live): the producer never blocks; a full queue drops its oldest frame
   and counts it in :attr:`Stats.dropped`.
@@ -22,9 +24,9 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -41,12 +43,21 @@ class Frame:
     pts: int | None                       # source timestamp in time_base units (None: unknown)
     time_base: Fraction | None
     capture_time: float                   # time.perf_counter() when the source produced it (latency)
-    pixels: np.ndarray                    # HxWx3 uint8 RGB as decoded; stages put their results in extras
-    extras: dict[str, Any] = field(default_factory=dict)
+    pixels: np.ndarray                    # HxWx3 uint8 RGB as decoded
+    rotation: int = 0                     # display rotation in degrees (the source's display matrix)
+    small: np.ndarray | None = None       # HxWx3 uint8 at the processing size (for the smoother)
+    network_in: np.ndarray | None = None  # [3,h,w] float32 0..1, the network's input
+    network_out: np.ndarray | None = None # [3,h,w] float32 0..1, the network's output
+    stylized: np.ndarray | None = None    # HxWx3 uint8 RGB, what the sinks show and encode
 
     @property
     def seconds(self) -> float | None:
         return None if self.pts is None or self.time_base is None else float(self.pts * self.time_base)
+
+    @property
+    def output(self) -> np.ndarray:
+        """The picture a sink writes: the stylized frame, or the decoded one when no stage made one."""
+        return self.pixels if self.stylized is None else self.stylized
 
 
 class Stats:
@@ -54,7 +65,7 @@ class Stats:
 
     def __init__(self) -> None:
         self.busy: dict[str, float] = {}      # stage name -> seconds spent working
-        self.calls: dict[str, int] = {}
+        self.frames: dict[str, int] = {}      # stage name -> frames it handled
         self.frames_in = 0                    # frames produced by the source
         self.frames_out = 0                   # frames consumed by the sink
         self.dropped = 0                      # frames dropped by drop_oldest queues
@@ -62,10 +73,15 @@ class Stats:
         self.finished = 0.0
         self._lock = threading.Lock()
 
-    def add(self, stage: str, seconds: float) -> None:
+    def add(self, stage: str, seconds: float, frames: int = 1) -> None:
         with self._lock:
             self.busy[stage] = self.busy.get(stage, 0.0) + seconds
-            self.calls[stage] = self.calls.get(stage, 0) + 1
+            self.frames[stage] = self.frames.get(stage, 0) + frames
+
+    def ms_per_frame(self) -> dict[str, float]:
+        """Busy milliseconds per frame handled, per stage: the one unit every report uses (stages run in
+        parallel threads, so the largest of these bounds the frame rate)."""
+        return {k: round(1000.0 * v / max(self.frames.get(k, 0), 1), 3) for k, v in self.busy.items()}
 
     def count_drop(self) -> None:
         with self._lock:
@@ -83,7 +99,7 @@ class Stats:
     def as_dict(self) -> dict:
         return {"frames_in": self.frames_in, "frames_out": self.frames_out, "dropped": self.dropped,
                 "seconds": round(self.seconds, 4), "fps": round(self.fps, 3),
-                "stage_seconds": {k: round(v, 4) for k, v in self.busy.items()}}
+                "stage_ms_per_frame": self.ms_per_frame()}
 
 
 class _End:
@@ -139,9 +155,6 @@ class FrameQueue:
             item = self._items.popleft()
             self._cond.notify_all()
             return item
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 class Source(Protocol):
@@ -236,10 +249,6 @@ class Runner:
         """Ask every thread to exit (safe from any thread; used by live front-ends on quit)."""
         self._stop.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     # --- threads ------------------------------------------------------------------------
     def _guard(self, name: str, target, args) -> None:
         try:
@@ -299,7 +308,7 @@ class Runner:
             raise Stopped
         t0 = time.perf_counter()
         result = fn(batch)
-        self.stats.add(name, time.perf_counter() - t0)
+        self.stats.add(name, time.perf_counter() - t0, len(batch))
         for frame in result:
             outq.put(frame)
 

@@ -10,6 +10,8 @@ import numpy as np
 from engines.base import Engine, EngineInfo
 from streamer.errors import InputError
 from streamer.pipeline import Frame, Stage
+from streamer.style_sources import StyleSource
+from streamer.temporal import SwitchableSmoother
 
 DEFAULT_MAX_SIZE = 720   # longer side: 640x360 (and 1280x720 -> 720x405) run at or near native size
 
@@ -56,28 +58,8 @@ def to_rgb(chw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return img
 
 
-def mix_style(style: np.ndarray, content: np.ndarray | None, strength: float) -> np.ndarray:
-    """Magenta's interpolation: s*style + (1-s)*content style vector."""
-    if strength >= 1.0 or content is None:
-        return style
-    return (strength * style + (1.0 - strength) * content).astype(np.float32)
-
-
-class StyleVector:
-    """The style vector for a run; with strength < 1 it needs the first frame (computed once, lazily)."""
-
-    def __init__(self, style: np.ndarray, strength: float = 1.0, encoder=None) -> None:
-        self.style, self.strength, self.encoder = style, strength, encoder
-        self._value: np.ndarray | None = style if strength >= 1.0 else None
-
-    def for_frame(self, rgb: np.ndarray) -> np.ndarray:
-        if self._value is None:
-            self._value = mix_style(self.style, self.encoder.encode_image(rgb), self.strength)
-        return self._value
-
-
-def stylize_stages(engine: Engine, style: StyleVector, size: tuple[int, int], *, batch: int = 1,
-                   smoother=None) -> list[Stage]:
+def stylize_stages(engine: Engine, style: StyleSource, size: tuple[int, int], *, batch: int = 1,
+                   smoother: SwitchableSmoother | None = None) -> list[Stage]:
     """preprocess -> infer (batched) -> postprocess [-> smooth] for frames whose pixels are HxWx3 uint8 RGB.
 
     Smoothing runs at the processing size, before the upscale to the frame's size: at 1280x720 processed at
@@ -87,22 +69,23 @@ def stylize_stages(engine: Engine, style: StyleVector, size: tuple[int, int], *,
     def preprocess(frame: Frame) -> Frame:
         small = resize_rgb(frame.pixels, size)
         if smoother is not None:
-            frame.extras["small"] = small
-        frame.extras["input"] = to_nchw(small, size)
+            frame.small = small
+        frame.network_in = to_nchw(small, size)
         return frame
 
     def infer(frames: list[Frame]) -> list[Frame]:
         vec = style.for_frame(frames[0].pixels)
-        inputs = [f.extras.pop("input") for f in frames]
+        inputs = [f.network_in for f in frames]
         batch = inputs[0][None] if len(inputs) == 1 else np.stack(inputs)   # batch 1 (the default): a view, no copy
         out = engine.infer(batch, vec)
         for f, y in zip(frames, out):
-            f.extras["output"] = y
+            f.network_in, f.network_out = None, y
         return frames
 
     def postprocess(frame: Frame) -> Frame:
         h, w = frame.pixels.shape[:2]
-        frame.extras["stylized"] = to_rgb(frame.extras.pop("output"), size if smoother is not None else (w, h))
+        frame.stylized = to_rgb(frame.network_out, size if smoother is not None else (w, h))
+        frame.network_out = None
         return frame
 
     stages = [Stage.map("preprocess", preprocess),
@@ -111,15 +94,16 @@ def stylize_stages(engine: Engine, style: StyleVector, size: tuple[int, int], *,
     if smoother is not None:
         def smooth(frame: Frame) -> Frame:
             h, w = frame.pixels.shape[:2]
-            out = smoother(frame.extras.pop("small"), frame.extras["stylized"])
-            frame.extras["stylized"] = out if out.shape[:2] == (h, w) else cv2.resize(out, (w, h), interpolation=cv2.INTER_CUBIC)
+            out = smoother(frame.small, frame.stylized)
+            frame.small = None
+            frame.stylized = out if out.shape[:2] == (h, w) else cv2.resize(out, (w, h), interpolation=cv2.INTER_CUBIC)
             return frame
 
         stages.append(Stage.map("smooth", smooth))
     return stages
 
 
-def stylize_image(engine: Engine, style: StyleVector, rgb: np.ndarray, max_size: int | None, *, name: str = "image") -> np.ndarray:
+def stylize_image(engine: Engine, style: StyleSource, rgb: np.ndarray, max_size: int | None, *, name: str = "image") -> np.ndarray:
     """One HxWx3 uint8 RGB image through the same pre/infer/post steps as video frames."""
     h, w = rgb.shape[:2]
     size = processing_size(w, h, max_size, engine.info, name=name)

@@ -194,7 +194,7 @@ class AudioCopier:
 
 
 class VideoFileSink:
-    """Encodes ``frame.extras['stylized']`` (HxWx3 uint8 RGB) with the source's timestamps into a temp file.
+    """Encodes ``frame.output`` (the stylized HxWx3 uint8 RGB) with the source's timestamps into a temp file.
 
     The output stream keeps the input's time base and pts (so variable frame rate survives), its
     width and height, and its rotation (display matrix).  Opened lazily on the first frame, so a
@@ -206,11 +206,11 @@ class VideoFileSink:
     def __init__(self, path: Path, *, width: int, height: int, time_base: Fraction, rate: Fraction,
                  codec: str = "libx264", crf: int | None = 18, preset: str | None = "veryfast",
                  audio_from: Path | None = None, label: str | None = None, threads: int = 0,
-                 pixels_key: str = "stylized", codec_fallback: bool = False) -> None:
+                 codec_fallback: bool = False) -> None:
         self.path, self.width, self.height = Path(path), width, height
         self.time_base, self.rate = time_base, rate
         self.codec, self.crf, self.preset = codec, crf, preset
-        self.audio_from, self.threads, self.key = audio_from, threads, pixels_key
+        self.audio_from, self.threads = audio_from, threads
         self.label = label or str(path)
         self.codec_fallback = codec_fallback       # codec was chosen automatically: the container's default may replace it
         self._out = None
@@ -250,9 +250,8 @@ class VideoFileSink:
         s.codec_context.time_base = self.time_base
         s.thread_type = "AUTO"
         s.thread_count = self.threads
-        rotation = first.extras.get("rotation", 0)
-        if rotation:
-            s.set_display_rotation(rotation)
+        if first.rotation:
+            s.set_display_rotation(first.rotation)
         self._stream = s
         if self.audio_from is not None:
             try:
@@ -264,7 +263,7 @@ class VideoFileSink:
     def write(self, frame: Frame) -> None:
         if self._out is None:
             self._open(frame)
-        img = frame.extras.get(self.key, frame.pixels)
+        img = frame.output
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
         vf.pts, vf.time_base = frame.pts, frame.time_base
         try:

@@ -18,43 +18,8 @@ import cv2
 import numpy as np
 
 from streamer.errors import InputError, one_line
+from streamer.media_files import check_readable
 from streamer.pipeline import Frame
-
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts",
-                    ".m2ts", ".flv", ".wmv", ".3gp", ".ogv", ".gif", ".y4m"}
-
-
-
-def is_image(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
-
-
-def is_video(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
-
-
-def check_readable(path: Path) -> None:
-    """Missing, directory, empty or unreadable -> InputError."""
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory")
-    if not os.access(path, os.R_OK):
-        raise InputError(f"{path}: permission denied")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: empty file (0 bytes)")
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Any image (grayscale, 16-bit, alpha) as HxWx3 uint8 RGB."""
-    path = Path(path)
-    check_readable(path)
-    img = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"{path}: not an image, or corrupt")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
 
 def av_problem(exc: BaseException) -> str:
     """A short description of a PyAV/FFmpeg error."""
@@ -70,7 +35,7 @@ class VideoFileSource:
     Opening probes the file, so bad input fails here, before any output exists.
     Attributes after opening: width, height, time_base, rate, frame_count (estimate, may be 0),
     codec, pix_fmt, audio (number of audio streams).  ``rotation`` (degrees counter-clockwise, from
-    the display matrix) is known once the first frame is decoded and rides on frame 0's extras.
+    the display matrix) is known once the first frame is decoded; every frame carries it.
     """
 
     name = "decode"
@@ -140,10 +105,9 @@ class VideoFileSource:
                         pts = last_pts + 1
                     last_pts = pts
                     rgb = vf.to_ndarray(format="rgb24")
-                    frame = Frame(seq, pts, self.time_base, time.perf_counter(), rgb)
                     if seq == 0:
                         self.rotation = int(vf.rotation or 0)
-                        frame.extras["rotation"] = self.rotation
+                    frame = Frame(seq, pts, self.time_base, time.perf_counter(), rgb, rotation=self.rotation)
                     seq += 1
                     yield frame
         except InputError:

@@ -11,24 +11,20 @@ import os
 import threading
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from engines.base import STYLE_DIM
 from engines.onnxruntime import make_session, teacher_model_dir
+from streamer.errors import InputError
+from streamer.media_files import IMAGE_EXTENSIONS, center_square, is_image, read_image
 
 PREDICTOR_SIDE = 256
 BUNDLED_DIR = Path(__file__).parent / "assets" / "styles"
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-
-class StyleError(ValueError):
-    """A style cannot be resolved or read; the message names the file."""
 
 
 def bundled_styles() -> dict[str, Path]:
     """Bundled public-domain paintings by name (file stem)."""
-    return {p.stem: p for p in sorted(BUNDLED_DIR.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
+    return {p.stem: p for p in sorted(BUNDLED_DIR.iterdir()) if is_image(p)}
 
 
 def resolve_style(spec: str) -> Path:
@@ -36,32 +32,12 @@ def resolve_style(spec: str) -> Path:
     path = Path(spec)
     if path.suffix.lower() in IMAGE_EXTENSIONS or os.sep in spec or path.exists():
         if not path.is_file():
-            raise StyleError(f"{spec}: style image not found")
+            raise InputError(f"{spec}: style image not found")
         return path
     styles = bundled_styles()
     if spec in styles:
         return styles[spec]
-    raise StyleError(f"{spec}: not an image file nor a bundled style (bundled: {', '.join(styles)})")
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as HxWx3 uint8 RGB, or raise a one-line StyleError."""
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    if data is None:
-        raise StyleError(f"{path}: file not found")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise StyleError(f"{path}: cannot read image (not an image, or corrupt)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def center_square(img: np.ndarray, side: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    crop = img[top:top + s, left:left + s]
-    interp = cv2.INTER_AREA if s > side else cv2.INTER_CUBIC
-    return cv2.resize(crop, (side, side), interpolation=interp)
+    raise InputError(f"{spec}: not an image file nor a bundled style (bundled: {', '.join(styles)})")
 
 
 class StyleEncoder:
@@ -85,5 +61,5 @@ class StyleEncoder:
         path = resolve_style(spec)
         key = hashlib.sha1(path.read_bytes()).hexdigest()
         if key not in self._cache:
-            self._cache[key] = self.encode_image(read_rgb(path))
+            self._cache[key] = self.encode_image(read_image(path))
         return self._cache[key]

@@ -202,3 +202,44 @@ def make_smoother(mode: str, **options):
     if mode == "flow":
         return FlowSmoothing(**options)
     raise ValueError(f"unknown smoothing mode {mode!r}; use one of {', '.join(SMOOTH_MODES)}")
+
+
+class SwitchableSmoother:
+    """The smoothing stage's callable for files and live alike: on/off at run time (the live `s` hotkey), and a
+    clean restart whenever the style source's ``generation`` changes, so a new style is never blended with the old.
+
+    ``mode`` "off" starts disabled; toggling it on then uses the default mode (or flow)."""
+
+    def __init__(self, mode: str, style_source=None) -> None:
+        if mode not in SMOOTH_MODES:
+            raise ValueError(f"unknown smoothing mode {mode!r}; use one of {', '.join(SMOOTH_MODES)}")
+        self.mode = mode if mode != "off" else (DEFAULT_SMOOTH if DEFAULT_SMOOTH != "off" else "flow")
+        self.enabled = mode != "off"
+        self._impl = make_smoother(self.mode)
+        self._style_source = style_source
+        self._generation = self._current_generation()
+        self._reset = False
+
+    def _current_generation(self) -> int:
+        return getattr(self._style_source, "generation", 0)
+
+    def toggle(self) -> bool:
+        self.enabled = not self.enabled
+        self._reset = True
+        return self.enabled
+
+    def reset(self) -> None:
+        self._reset = True
+
+    def __call__(self, frame: np.ndarray, stylized: np.ndarray) -> np.ndarray:
+        if not self.enabled:
+            return stylized
+        gen = self._current_generation()
+        if self._reset or gen != self._generation:
+            self._impl.reset()
+            self._reset, self._generation = False, gen
+        return self._impl(frame, stylized)
+
+    @property
+    def label(self) -> str:
+        return self.mode if self.enabled else "off"

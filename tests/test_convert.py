@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import leftovers, make_clip, painting, probe
+from streamer.convert import ConvertOptions, Converter
 from streamer.errors import InputError
 
 
@@ -37,9 +38,10 @@ def test_identity_roundtrip_keeps_frames_pts_audio(tmp_path, clip, identity_conv
     a, b = assert_faithful(clip, out)
     assert b["time_base"] == a["time_base"]
     assert b["pts"] == a["pts"]
-    # identity engine: pixels are the input's up to encoding loss
-    assert np.abs(a["first"].astype(int) - b["first"].astype(int)).mean() < 12
-    assert {"decode", "preprocess", "infer", "postprocess", "encode"} <= set(r.stages)
+    # identity engine: pixels are the input's up to encoding loss (measured 1.5 gray levels; a one-pixel shift of
+    # this clip gives 5.5 and a 2x down-and-up resample 5.7, so 3 tells a faithful copy from a damaged one)
+    assert np.abs(a["first"].astype(int) - b["first"].astype(int)).mean() < 3
+    assert {"decode", "preprocess", "infer", "postprocess", "encode"} <= set(r.stage_ms_per_frame)
     assert leftovers(tmp_path) == []
 
 
@@ -102,18 +104,33 @@ def test_no_audio_track(tmp_path, identity_converter):
     assert r.audio == [] and probe(out)["audio"] == []
 
 
-def test_teacher_real_onnxruntime_strength(tmp_path, encoder):
+def test_teacher_real_onnxruntime(tmp_path, encoder):
     """The real teacher network on a tiny clip: output differs from input and keeps every frame."""
-    from streamer.convert import ConvertOptions, Converter
-
     src = make_clip(tmp_path / "in.mp4", width=96, height=64, frames=4)
     out = tmp_path / "out.mp4"
-    conv = Converter(ConvertOptions(model="teacher", style="starry_night", strength=0.8, preset="ultrafast",
-                                    max_size=96), encoder=encoder)
+    conv = Converter(ConvertOptions(model="teacher", style="starry_night", preset="ultrafast", max_size=96),
+                     encoder=encoder)
     r = conv.convert(src, out)
     assert (r.backend, r.model, r.frames) == ("onnxruntime", "teacher", 4)
     a, b = assert_faithful(src, out)
     assert np.abs(a["first"].astype(int) - b["first"].astype(int)).mean() > 10   # stylized, not a copy
+
+
+def test_strength_moves_the_output_from_the_clips_own_look_to_the_style(tmp_path, encoder):
+    """--strength mixes the style vector with the first frame's own: in the teacher's style space, the output moves
+    towards the painting as the strength grows, and the picture at 0.5 lies between those at 0 and 1."""
+    src = make_clip(tmp_path / "in.mp4", width=96, height=64, frames=2, audio=None)
+    outputs = {}
+    for strength in (0.0, 0.5, 1.0):
+        out = tmp_path / f"s{strength}.mp4"
+        Converter(ConvertOptions(style="kandinsky", strength=strength, preset="ultrafast", smooth="off"),
+                  encoder=encoder).convert(src, out)
+        outputs[strength] = probe(out)["first"].astype(np.float32)
+    target = encoder.encode("kandinsky")
+    dist = {k: float(np.linalg.norm(encoder.encode_image(v.astype(np.uint8)) - target)) for k, v in outputs.items()}
+    assert dist[0.0] > dist[0.5] > dist[1.0], dist
+    between = float(np.abs(outputs[0.5] - outputs[0.0]).mean()), float(np.abs(outputs[0.5] - outputs[1.0]).mean())
+    assert max(between) < float(np.abs(outputs[1.0] - outputs[0.0]).mean())
 
 
 def test_image_to_image(tmp_path, identity_converter):
@@ -182,6 +199,7 @@ def test_webm_output_picks_vp9_and_reencodes_audio(tmp_path, identity_converter)
     r = identity_converter().convert(src, out)
     assert r.audio == ["aac -> opus"] or r.audio == ["aac -> libopus"]
     a, b = probe(src), probe(out)
+    assert b["video_codec"] == "vp9" and b["audio"][0][0] == "opus"
     assert len(b["pts"]) == 6 and (b["width"], b["height"]) == (64, 48)
     assert abs(a["audio_seconds"][0] - b["audio_seconds"][0]) <= 0.05
 
@@ -190,5 +208,5 @@ def test_webm_output_picks_vp9_and_reencodes_audio(tmp_path, identity_converter)
 def test_smoothing_stage_keeps_every_frame(tmp_path, clip, identity_converter, mode):
     out = tmp_path / f"{mode}.mp4"
     r = identity_converter(smooth=mode).convert(clip, out)
-    assert r.frames == 10 and "smooth" in r.stages
+    assert r.frames == 10 and r.stage_ms_per_frame["smooth"] > 0
     assert probe(out)["pts"] == probe(clip)["pts"]

@@ -24,7 +24,9 @@ from conftest import REPO, make_clip, painting, run_cli
 
 from engines.base import IdentityEngine
 from streamer.errors import InputError
-from streamer.live import LiveOptions, LiveSession, StyleBank, percentiles
+from streamer.live import LiveOptions, LiveSession
+from streamer.live_stats import percentiles
+from streamer.style_sources import StyleBank
 from streamer.live_sinks import MultiSink, RecordSink, StreamSink, fit
 from streamer.live_sources import LIVE_TIME_BASE, FileLiveSource, camera_device, open_live_source
 
@@ -63,8 +65,9 @@ def decode_all(path: Path) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def teacher():
     from engines.select import create_engine
+    from streamer.model_registry import resolve_model
 
-    engine = create_engine("onnxruntime", "teacher", threads=2)
+    engine = create_engine("onnxruntime", resolve_model("teacher"), threads=2)
     yield engine
     engine.close()
 
@@ -193,7 +196,7 @@ def test_style_switch_mid_stream_changes_the_output(tmp_path, teacher, encoder):
     switched_at: list[int] = []
 
     def switch() -> None:
-        switched_at.append(session.stats.frames_out)
+        switched_at.append(session.stats.runner.frames_out)
         session.key("next")
 
     timer = threading.Timer(2.0, switch)

@@ -79,6 +79,7 @@ def test_frames_pass_in_order_with_batches_and_flush():
     assert all(len(c) == 4 for c in calls[:-1]) and sum(map(len, calls)) == 23
     assert stats.frames_in == stats.frames_out == 23 and stats.dropped == 0
     assert {"decode", "preprocess", "infer", "encode"} <= set(stats.busy)
+    assert stats.frames["infer"] == stats.frames["preprocess"] == 23   # frames handled, counted per stage
     assert streamer_threads() == []
 
 
@@ -139,8 +140,9 @@ def test_unknown_policy_rejected():
         Runner(ListSource(1), [], ListSink(), policy="lossy")
 
 
-def test_stats_dict():
+def test_stage_times_are_milliseconds_per_frame_handled():
     s = Stats()
-    s.add("infer", 0.5)
-    s.add("infer", 0.25)
-    assert s.as_dict()["stage_seconds"] == {"infer": 0.75}
+    s.add("infer", 0.5, frames=4)           # one batch of 4 frames took 0.5 s
+    s.add("infer", 0.25, frames=1)
+    s.add("encode", 0.01)
+    assert s.as_dict()["stage_ms_per_frame"] == {"infer": 150.0, "encode": 10.0}

@@ -20,12 +20,12 @@ def test_backend_report_lists_every_backend_with_a_reason():
 
 def test_teacher_and_identity_resolve_to_cpu_engines():
     assert choose_backend("auto", "teacher") == "onnxruntime"
-    teacher = create_engine("auto", "teacher")
+    teacher = create_engine("auto", resolve_model("teacher"))
     assert (teacher.info.model, teacher.info.max_side) == ("teacher", 384)
     out = teacher.infer(np.full((1, 3, 40, 48), 0.5, np.float32), np.zeros((1, 100), np.float32))
     assert out.shape == (1, 3, 40, 48)
     teacher.close()
-    assert create_engine("onnxruntime", "identity").info.backend == "identity"
+    assert create_engine("onnxruntime", resolve_model("identity")).info.backend == "identity"
 
 
 def test_unavailable_backend_explains_itself():
@@ -33,7 +33,7 @@ def test_unavailable_backend_explains_itself():
     if ok["tensorrt"]:
         pytest.skip("TensorRT is available here")
     with pytest.raises(EngineError, match="tensorrt"):
-        create_engine("tensorrt", "teacher")
+        create_engine("tensorrt", resolve_model("teacher"))
 
 
 def test_model_paths(tmp_path):
@@ -45,8 +45,8 @@ def test_model_paths(tmp_path):
 
 
 def test_processing_size_respects_engine_limits():
-    teacher = create_engine("onnxruntime", "teacher").info
-    identity = create_engine("onnxruntime", "identity").info
+    teacher = create_engine("onnxruntime", resolve_model("teacher")).info
+    identity = create_engine("onnxruntime", resolve_model("identity")).info
     assert processing_size(640, 360, None, identity) == (640, 360)          # default 720: native 640x360
     assert processing_size(1920, 1080, None, identity) == (720, 405)
     assert processing_size(640, 360, None, teacher) == (384, 216)           # teacher caps at 384

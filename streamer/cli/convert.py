@@ -1,0 +1,104 @@
+"""``streamer convert INPUT OUTPUT``: a video, an image, or a folder of them."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from streamer.cli.options import add_report_flags, add_run_flags, run_options
+from streamer.convert import ConvertOptions, ConvertResult, Converter
+from streamer.errors import EXIT_FAILURE, EXIT_USAGE
+from streamer.sources import VideoFileSource
+
+PROG = "streamer"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("convert", help="stylize a video, an image, or a directory of them",
+                       description="Stylize INPUT (video, image or directory) into OUTPUT. Video keeps its size, "
+                                   "frame count, timestamps, rotation and audio.")
+    p.add_argument("input", metavar="INPUT")
+    p.add_argument("output", metavar="OUTPUT")
+    add_run_flags(p)
+    p.add_argument("--crf", type=int, default=18, help="quality for x264/x265/vp9 (lower is better; default 18)")
+    p.add_argument("--preset", default="veryfast", help="x264/x265 speed preset (default veryfast, as in OBS)")
+    p.add_argument("--codec", default="auto",
+                   help="video encoder: auto (h264_nvenc on the GPU path when it opens, else libx264), or any FFmpeg encoder")
+    p.add_argument("--batch", type=int, default=1, help="frames per engine call (default 1)")
+    p.add_argument("-y", "--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    add_report_flags(p)
+    p.set_defaults(func=cmd_convert)
+
+
+class Progress:
+    """tqdm bar on a terminal only: frames, fps, ETA."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+
+    def start(self, source: VideoFileSource) -> None:
+        if not self.enabled:
+            return
+        self.close()
+        self.bar = tqdm(total=source.frame_count or None, unit="frame", desc=source.path.name, leave=False,
+                        dynamic_ncols=True, file=sys.stderr)
+
+    def frame(self, _frame) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def cmd_convert(args) -> int:
+    opts = ConvertOptions(**run_options(args), codec=args.codec, crf=args.crf, preset=args.preset,
+                          overwrite=args.overwrite)
+    progress = Progress(sys.stderr.isatty() and not args.quiet and not args.json)
+    conv = Converter(opts)
+    try:
+        if Path(args.input).is_dir():
+            return convert_dir(conv, args, progress)
+        result = conv.convert(args.input, args.output, on_start=progress.start, on_frame=progress.frame)
+    finally:
+        progress.close()
+        conv.close()
+    for notice in result.notices:
+        if not args.quiet:
+            print(f"{PROG}: {notice}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    elif not args.quiet:
+        print(f"{result.output}: {result.frames} frame{'s' * (result.frames != 1)}, {result.width}x{result.height}, "
+              f"{result.fps:.1f} fps ({result.backend}/{result.model}, style {result.style})")
+    return 0
+
+
+def convert_dir(conv: Converter, args, progress: Progress) -> int:
+    def on_file(r: ConvertResult) -> None:
+        progress.close()
+        if args.json or args.quiet and r.status != "failed":
+            return
+        if r.status == "failed":
+            print(f"{PROG}: error: {r.error}", file=sys.stderr)
+        else:
+            extra = f" ({r.frames} frames, {r.fps:.1f} fps)" if r.status == "ok" else " (exists)"
+            print(f"{r.status:7} {r.output}{extra}")
+
+    results = conv.convert_dir(args.input, args.output, on_file=on_file, on_start=progress.start,
+                               on_frame=progress.frame)
+    counts = {k: sum(r.status == k for r in results) for k in ("ok", "skipped", "failed")}
+    if args.json:
+        print(json.dumps({"input": args.input, "output": args.output, **counts,
+                          "files": [r.as_dict() for r in results]}))
+    elif not args.quiet:
+        print(f"{len(results)} files: {counts['ok']} converted, {counts['skipped']} skipped, {counts['failed']} failed")
+    failed = [r.exit_code for r in results if r.status == "failed"]
+    if not failed:
+        return 0
+    return EXIT_USAGE if all(c == EXIT_USAGE for c in failed) else EXIT_FAILURE
