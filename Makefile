@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DEVSTAMP:= $(VENV)/.installed-dev
 DEMO_OUT ?= out/demo.mp4
 
-.PHONY: demo test install install-dev install-distill bench student clean
+.PHONY: demo test install install-dev install-distill bench student student-live student-hq clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,18 +17,27 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 # Tests train a tiny student, so they need torch: pinned to the CPU build (an unpinned torch pulls CUDA, several GB).
-$(DEVSTAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install -q -e '.[dev,distill,plot]'
+# The live extra (pyvirtualcam) too, so the virtual camera tests run; Xvfb and xdotool come from .ci/run.
+$(DEVSTAMP): $(STAMP) pyproject.toml Makefile
+	$(BIN)/pip install -q -e '.[dev,distill,plot,live]'
 	touch $@
 
-install: $(STAMP)
+install: $(STAMP) web
 install-dev: $(DEVSTAMP)
+
+# `streamer web`'s in-browser runtime: ONNX Runtime Web (pinned npm package, sha512-checked) into
+# streamer/web_static/ort/, not committed (about 41 MB). Standard library only: runs before the venv exists.
+ORT_WEB := streamer/web_static/ort/MANIFEST.json
+.PHONY: web
+web: $(ORT_WEB)
+$(ORT_WEB): streamer/web_fetch.py
+	$(PY) streamer/web_fetch.py && touch $@
 
 demo: $(STAMP)
 	@mkdir -p $(dir $(DEMO_OUT))
 	$(BIN)/streamer convert streamer/assets/sample.mp4 $(DEMO_OUT) --style starry_night -y
 
-test: $(DEVSTAMP)
+test: $(DEVSTAMP) web
 	$(BIN)/python -m pytest -q
 
 bench: $(DEVSTAMP)
@@ -56,6 +65,26 @@ student: $(CACHES)
 	    --minutes $(TRAIN_MINUTES) --lr 2e-3 --batch 8 --crop 160 --threads 2 --w-ssim4 2.0 --quiet
 	$(BIN)/distill export --weights $(RUN)/student.pt --out $(RUN)/student.onnx
 	$(BIN)/distill eval --model $(RUN)/student.onnx --data $(CACHE)/prep2000 --pairs 36 --sheet $(RUN)/contact_sheet.png
+
+# The two v2 tiers, each warm-started from the base student above (`make student`, its $(RUN)/student.pt) with a
+# 1/8-resolution branch added and the terms that ask for the teacher's stylization itself: the style-space distance
+# (the teacher's own style predictor applied to the output), the colour layout at 1/8 scale, and the log power
+# spectrum (no periodic patterns). Resumable like the base recipe; TIER_MINUTES of training each on 2 CPU cores.
+# The shipped tiers are these recipes' output (streamer/models/MODEL_CARD.md says how they were run).
+TIER_MINUTES ?= 135
+TIER_TRAIN = $(BIN)/distill train --data $(CACHE)/prep2000,$(CACHE)/prep_div,$(CACHE)/prep_s2 --init $(RUN)/student.pt \
+    --steps 100000 --minutes $(TIER_MINUTES) --lr 1e-3 --batch 8 --crop 160 --threads 2 --w-ssim4 2.0 \
+    --w-stylespace 0.15 --w-color 5 --w-spectrum 1.0 --quiet
+student-live: $(CACHES)
+	@test -f $(RUN)/student.pt || { echo "run 'make student' first: the tiers start from its $(RUN)/student.pt"; exit 2; }
+	$(TIER_TRAIN) --out runs/student-live --c3 48 --blocks3 2
+	$(BIN)/distill export --weights runs/student-live/student.pt --out runs/student-live/student_live.onnx
+	$(BIN)/distill eval --model runs/student-live/student_live.onnx --data $(CACHE)/prep2000 --pairs 36
+student-hq: $(CACHES)
+	@test -f $(RUN)/student.pt || { echo "run 'make student' first: the tiers start from its $(RUN)/student.pt"; exit 2; }
+	$(TIER_TRAIN) --out runs/student-hq --c3 128 --blocks3 6
+	$(BIN)/distill export --weights runs/student-hq/student.pt --out runs/student-hq/student_hq.onnx
+	$(BIN)/distill eval --model runs/student-hq/student_hq.onnx --data $(CACHE)/prep2000 --pairs 36
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -9,7 +9,7 @@
                               [--sink null|udp] [--smooth off|ema|flow] [--json benchmarks/live.json]
 
 Prints a table and writes JSON.  The default model is the default of `streamer live` (student when
-streamer/models/student.onnx exists, else the teacher, which the JSON and the table say).
+a student is bundled, else the teacher, which the JSON and the table say).
 """
 from __future__ import annotations
 
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smooth", default=None, choices=("off", "ema", "flow"), help="default: streamer live's default")
     ap.add_argument("--json", default=str(REPO / "benchmarks" / "live.json"))
     args = ap.parse_args(argv)
-    model = args.model or default_model()
-    note = "" if args.model or model == "student" else "streamer/models/student.onnx absent: the default model is the teacher"
+    model = args.model or default_model("live")
+    note = "" if args.model or model != "teacher" else "no bundled student: the default model is the teacher"
     encoder = StyleEncoder(threads=1)
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:

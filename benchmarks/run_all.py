@@ -49,14 +49,13 @@ def render(r: dict, invocation: str, note: str | None = None) -> str:
            f"ONNX Runtime {m['onnxruntime']}. Date: {r['date']}.",
            f"- Model: **{model['name']}** ({model['kind']}{', ' + Path(model['path']).name if model['path'] else ''}), "
            f"style `{r['style']}`, ONNX Runtime threads: {r['threads'] or 'all cores'}."]
-    if model["kind"] == "student" and model["name"] != "student":
-        out.append(f"- The model file was given with `--model` (`{model['path']}`), not the bundled "
-                   "`streamer/models/student.onnx`.")
+    if model["kind"] == "student" and not model["name"].startswith("student"):
+        out.append(f"- The model file was given with `--model` (`{model['path']}`), not a bundled student tier.")
     if note:
         out.append(f"- {note}")
     if model["kind"] != "student":
-        out.append("- **`streamer/models/student.onnx` did not exist when this ran, so \"ours\" is the default "
-                   "fallback model, not the student.** Rerun `make bench` once it lands.")
+        out.append("- **No student was bundled when this ran, so \"ours\" is the default fallback model, not the "
+                   "student.** Rerun `make bench` once it lands.")
     if load and load[0] > cores:
         out.append(f"- Load average {load} at the start and {m.get('load_avg_end')} at the end on {cores} cores: "
                    "the machine was shared (a training job), so absolute numbers are depressed. The ratios were "

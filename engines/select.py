@@ -13,12 +13,16 @@ import os
 import sys
 
 from engines.base import Engine, EngineError, IdentityEngine, ModelSpec
-from engines.onnxruntime import OnnxRuntimeEngine, TeacherEngine
+from engines.onnxruntime import OnnxRuntimeEngine, TeacherEngine, available_providers
+from engines.reference import ReferenceEngine     # the GPU engines' uint8 in-flight contract on the CPU (tests)
 from engines.tensorrt import TensorRTEngine       # imports tensorrt/pycuda only when an engine is built
 from engines.torch import TorchEngine             # imports torch only when an engine is built
 
 CONCRETE_BACKENDS = ("tensorrt", "torch", "onnxruntime")   # in auto's order of preference
 BACKENDS = ("auto", *CONCRETE_BACKENDS)
+# Not a user's choice (not in BACKENDS, never picked by auto): create_engine("reference", spec) runs the ONNX
+# Runtime engine behind the GPU engines' uint8 in-flight contract, so the GPU wiring is tested without a GPU.
+REFERENCE = "reference"
 
 
 def _module_availability(module: str) -> tuple[bool, str]:
@@ -39,7 +43,7 @@ def _module_availability(module: str) -> tuple[bool, str]:
 
 
 def _onnxruntime_availability() -> tuple[bool, str]:
-    return True, f"onnxruntime {ort.__version__} ({', '.join(ort.get_available_providers())})"
+    return True, f"onnxruntime {ort.__version__} (execution providers: {', '.join(available_providers())})"
 
 
 def availability(backend: str) -> tuple[bool, str]:
@@ -79,8 +83,11 @@ def choose_backend(backend: str = "auto", model_kind: str = "student") -> str:
     return "onnxruntime"
 
 
-def create_engine(backend: str, model: ModelSpec, *, threads: int | None = None, device: str | None = None) -> Engine:
+def create_engine(backend: str, model: ModelSpec, *, threads: int | None = None, device: str | None = None,
+                  provider: str | None = None) -> Engine:
     """Build the engine for a resolved model (`streamer.model_registry.resolve_model` makes the spec)."""
+    if backend == REFERENCE:
+        return ReferenceEngine(create_engine("onnxruntime", model, threads=threads, provider=provider))
     if model.kind == "identity":
         return IdentityEngine()
     name = choose_backend(backend, model.kind)
@@ -95,7 +102,7 @@ def create_engine(backend: str, model: ModelSpec, *, threads: int | None = None,
     if name == "onnxruntime":
         if model.onnx is None:
             raise EngineError(f"model {model.name}: no ONNX file for the onnxruntime backend")
-        return OnnxRuntimeEngine(model.onnx, threads=threads, name=model.name)
+        return OnnxRuntimeEngine(model.onnx, threads=threads, name=model.name, provider=provider)
     if name == "tensorrt":
         if model.onnx is None:
             raise EngineError(f"model {model.name}: the tensorrt backend builds from an ONNX file")

@@ -116,7 +116,8 @@ class Student(nn.Module):
             z = F.relu(self.film(self.down3(x), *next(q)))
             for block in self.blocks3:
                 z = block(z, *next(q), *next(q))
-            z = F.interpolate(self.up3(z), scale_factor=2.0, mode="nearest")
+            # bilinear, not nearest: a piecewise-constant branch painted an 8-px block grid over the whole frame
+            z = F.interpolate(self.up3(z), scale_factor=2.0, mode="bilinear", align_corners=False)
             x = F.relu(x + self.film(z, *next(q)))
         for block in self.blocks[half:]:
             x = block(x, *next(p), *next(p))

@@ -3,8 +3,10 @@
 On CUDA it runs fp16 in channels_last, replays a CUDA graph per input shape (the
 student is ~30 small kernels, so launch gaps would otherwise dominate), and keeps
 uint8 on the bus: ``infer_uint8`` uploads uint8 NHWC frames from pinned memory,
-converts, pads, runs, rounds and blends (the temporal EMA, optional) on the GPU,
-and downloads uint8.  Three streams (upload, compute, download) with events let
+converts, pads, runs, rounds and blends (optional: the temporal EMA, or the
+flow-guided warp + blend of ``streamer.temporal.FlowSmoothing`` with the flow
+estimated on the CPU) on the GPU, and downloads uint8.  Three streams (upload,
+compute, download) with events let
 ``submit_uint8``/``collect`` keep several batches in flight (``engines.inflight``
 keeps the tickets and slots), so the upload of frame t+1, the compute of frame t and
 the download of frame t-1 overlap.
@@ -14,7 +16,8 @@ missing.  The weights path comes from the caller (the model spec of
 ``streamer.model_registry``), never from a default here.  The pieces, each small
 enough to read alone: ``load_student`` (weights), ``_StudentOps`` (the computation,
 torch ops only, so a graph can capture it), ``_EmaStates`` (blend state per frame
-size), ``_Graphs`` (capture and replay), ``_Slot`` (one batch's buffers), and
+size), ``_FlowStates`` (the previous output per frame size, and the warp + blend),
+``_Graphs`` (capture and replay), ``_Slot`` (one batch's buffers), and
 ``TorchEngine``, which strings them together.
 
 Importing this module does not import torch; ``availability()`` says why the backend
@@ -162,6 +165,99 @@ class _EmaStates:
         self._states.clear()
 
 
+class _FlowStates:
+    """The flow-guided warp + blend on the device: ``engines.cuda_kernels.ref_flow_blend`` in torch ops, the same
+    float32 steps, so the result equals the NumPy twin (and the CPU smoother). The previous output is kept per
+    frame size; it runs eagerly after the captured graph, since its inputs change with every frame."""
+
+    def __init__(self, torch, device) -> None:
+        self.torch, self.device = torch, device
+        self._prev: dict[tuple[int, int], object] = {}
+
+    def _up_axis(self, n_out: int, n_in: int):
+        """(first sample, second sample, fraction) per output index, as cv2.resize INTER_LINEAR (``up_coord``)."""
+        torch = self.torch
+        s = ((torch.arange(n_out, dtype=torch.float32, device=self.device) + 0.5) * float(np.float32(n_in / n_out))
+             + -0.5).clamp_(min=0.0)
+        i0 = torch.clamp(s.long(), max=n_in - 1)
+        return i0, torch.clamp(i0 + 1, max=n_in - 1), s - i0.float()
+
+    def blend(self, prev, cur, flow, weight):
+        """uint8 [H,W,3] ``prev`` warped by the float32 [SH,SW,2] backward ``flow``, blended with uint8 [H,W,3]
+        ``cur`` by the float32 [SH,SW] ``weight`` -> uint8 [H,W,3]."""
+        torch = self.torch
+        h, w = cur.shape[:2]
+        sh, sw = weight.shape
+        ya, yb, fy = self._up_axis(h, sh)
+        xa, xb, fx = self._up_axis(w, sw)
+        fy, fx = fy[:, None, None], fx[None, :, None]
+        small = torch.cat([flow, weight[..., None]], dim=2)                 # u, v, weight
+        top = small[ya][:, xa] * (1.0 - fx) + small[ya][:, xb] * fx
+        bot = small[yb][:, xa] * (1.0 - fx) + small[yb][:, xb] * fx
+        full = top * (1.0 - fy) + bot * fy
+        u, v, wt = full[..., 0], full[..., 1], full[..., 2:]
+        sx = (torch.arange(w, dtype=torch.float32, device=self.device)[None, :] + u).clamp_(-1e9, 1e9)
+        sy = (torch.arange(h, dtype=torch.float32, device=self.device)[:, None] + v).clamp_(-1e9, 1e9)
+        x0, y0 = torch.floor(sx).long(), torch.floor(sy).long()
+        ax, ay = (sx - x0.float())[..., None], (sy - y0.float())[..., None]
+        xl, xr = x0.clamp(0, w - 1), (x0 + 1).clamp(0, w - 1)
+        yt, yd = y0.clamp(0, h - 1), (y0 + 1).clamp(0, h - 1)
+        p = prev.float()
+        top = p[yt, xl] * (1.0 - ax) + p[yt, xr] * ax
+        bot = p[yd, xl] * (1.0 - ax) + p[yd, xr] * ax
+        warped = torch.floor(top * (1.0 - ay) + bot * ay + 0.5)
+        keep = 1.0 - wt
+        out = torch.round((wt * warped + keep * cur.float()) / (wt + keep + float(np.float32(1e-5))))
+        return out.clamp_(0.0, 255.0).to(torch.uint8)
+
+    def apply(self, u8, steps):
+        """uint8 [N,H,W,3] consecutive frames; ``steps[i]`` is (flow, weight) tensors or None (frame i starts
+        afresh). Returns the blended uint8 [N,H,W,3] and keeps the last frame for the next batch."""
+        torch = self.torch
+        key = tuple(u8.shape[1:3])
+        prev, outs = self._prev.get(key), []
+        for i, step in enumerate(steps):
+            cur = u8[i]
+            if step is not None and prev is not None:
+                cur = self.blend(prev, cur, *step)
+            outs.append(cur)
+            prev = cur
+        self._prev[key] = prev.clone()      # u8 may be a graph's static output, overwritten by the next replay
+        return torch.stack(outs)
+
+    def clear(self) -> None:
+        self._prev.clear()
+
+
+def _pack_flow(flow, n: int) -> tuple[list[bool], tuple[int, int], np.ndarray] | None:
+    """Per-frame (flow, weight) or None -> (which frames have a step, (SH, SW), one float32 array of them all)."""
+    if flow is None:
+        return None
+    if len(flow) != n:
+        raise EngineError(f"torch: {n} frames but {len(flow)} flow entries")
+    steps = [(np.asarray(f, np.float32), np.asarray(w, np.float32)) for f, w in (s for s in flow if s is not None)]
+    shape = steps[0][1].shape if steps else (1, 1)
+    if any(f.shape != (*shape, 2) or w.shape != shape for f, w in steps):
+        raise EngineError("torch: every flow entry of a batch must be [SH,SW,2] with a [SH,SW] weight")
+    packed = np.concatenate([a.ravel() for f, w in steps for a in (f, w)]) if steps else np.zeros(1, np.float32)
+    return [s is not None for s in flow], shape, packed
+
+
+def _unpack_flow(packed, has: list[bool], shape: tuple[int, int]) -> list:
+    """The (flow, weight) views of the packed tensor, None where a frame has no step."""
+    sh, sw = shape
+    steps, at = [], 0
+    for present in has:
+        if not present:
+            steps.append(None)
+            continue
+        f = packed[at:at + sh * sw * 2].view(sh, sw, 2)
+        at += sh * sw * 2
+        steps.append((f, packed[at:at + sh * sw].view(sh, sw)))
+        at += sh * sw
+    return steps
+
+
 class _Graphs:
     """One CUDA graph per input shape: captured once after warm-up runs, replayed after (eager when disabled)."""
 
@@ -221,6 +317,8 @@ class _Slot:
 class TorchEngine:
     """The PyTorch student.  ``device`` is "cuda", "cuda:N" or "cpu"; fp16 + channels_last + CUDA graphs on CUDA."""
 
+    device_smoothing = ("ema", "flow")      # blends streamer.inflight_stage leaves to the engine
+
     def __init__(self, weights_path: str | os.PathLike | None = None, device: str = "cuda", *,
                  precision: str | None = None, channels_last: bool = True, cuda_graphs: bool = True,
                  in_flight: int = 3, model=None) -> None:
@@ -255,31 +353,45 @@ class TorchEngine:
             dev_name = f"{self.device} {torch.cuda.get_device_name(self.device)}"
         self._inflight: InFlight[_Slot] = InFlight("torch", slots)
         self._ema = _EmaStates(torch, self.device, self._compute)
+        self._flow = _FlowStates(torch, self.device)
         self._graphs = _Graphs(torch, self.device, self._compute, cuda_graphs and self.is_cuda)
         self.info = EngineInfo(backend="torch", model=name, device=dev_name, precision=precision,
                                uint8_io=self.is_cuda)
 
     # ---------------------------------------------------------------- uint8 path
     def submit_uint8(self, frames: np.ndarray, style: np.ndarray, *, bgr: bool = False,
-                     ema_alpha: float | None = None) -> int:
-        """Enqueue uint8 [N,H,W,3] frames; returns a ticket for ``collect`` (the contract of ``engines.inflight``)."""
+                     ema_alpha: float | None = None, flow=None) -> int:
+        """Enqueue uint8 [N,H,W,3] frames; returns a ticket for ``collect`` (the contract of ``engines.inflight``).
+
+        ``ema_alpha``: the temporal EMA. ``flow``: one entry per frame, ``(flow SHxSWx2, weight SHxSW)`` float32
+        from ``streamer.temporal.FlowSmoothing.estimate`` or None where the frame starts afresh: the previous
+        output is warped and blended on the device (``_FlowStates``)."""
         frames, style = check_uint8_inputs(self.info, frames, style)
+        if ema_alpha is not None and flow is not None:
+            raise EngineError("torch: ema_alpha and flow smoothing are exclusive")
+        packed = _pack_flow(flow, frames.shape[0])
         with self._lock, self._inflight.submit() as sub:
             if self.is_cuda:
-                sub.finish = self._enqueue_cuda(sub.slot, frames, style, bgr, ema_alpha)
+                sub.finish = self._enqueue_cuda(sub.slot, frames, style, bgr, ema_alpha, packed)
             else:
-                out = self._run_cpu(frames, style, bgr, ema_alpha)
+                out = self._run_cpu(frames, style, bgr, ema_alpha, packed)
                 sub.finish = lambda: out
         return sub.ticket
 
-    def _run_cpu(self, frames: np.ndarray, style: np.ndarray, bgr: bool, ema_alpha: float | None) -> np.ndarray:
+    def _run_cpu(self, frames: np.ndarray, style: np.ndarray, bgr: bool, ema_alpha: float | None,
+                 packed=None) -> np.ndarray:
         torch = self.torch
         n, h, w, _ = frames.shape
         with torch.inference_mode():
             ema = self._ema.get(h, w, ema_alpha) if ema_alpha is not None else None
-            return self.ops.u8_pipeline(torch.from_numpy(frames), torch.from_numpy(style), bgr, ema).numpy()
+            out = self.ops.u8_pipeline(torch.from_numpy(frames), torch.from_numpy(style), bgr, ema)
+            if packed is not None:
+                has, shape, values = packed
+                out = self._flow.apply(out, _unpack_flow(torch.from_numpy(values), has, shape))
+            return out.numpy()
 
-    def _enqueue_cuda(self, slot: _Slot, frames: np.ndarray, style: np.ndarray, bgr: bool, ema_alpha: float | None):
+    def _enqueue_cuda(self, slot: _Slot, frames: np.ndarray, style: np.ndarray, bgr: bool, ema_alpha: float | None,
+                      packed=None):
         """Upload, compute and download one batch on the three streams; returns the submission's ``finish``."""
         torch = self.torch
         n, h, w, _ = frames.shape
@@ -288,14 +400,23 @@ class TorchEngine:
         d_in, d_out, d_style = slot.device("in", nb), slot.device("out", nb), slot.device("style", sb)
         h_in.numpy()[:] = frames.reshape(-1)
         h_style.numpy()[:] = style.reshape(-1).view(np.uint8)
+        if packed is not None:
+            has, shape, values = packed
+            h_flow, d_flow = slot.host("flow", values.nbytes), slot.device("flow", values.nbytes)
+            h_flow.numpy()[:] = values.view(np.uint8)
         with torch.cuda.device(self.device), torch.inference_mode():
             with torch.cuda.stream(self._up):
                 d_in.copy_(h_in, non_blocking=True)
                 d_style.copy_(h_style, non_blocking=True)
+                if packed is not None:
+                    d_flow.copy_(h_flow, non_blocking=True)
                 slot.uploaded.record(self._up)
             with torch.cuda.stream(self._compute):
                 self._compute.wait_event(slot.uploaded)
-                d_out.copy_(self._compute_u8(d_in, d_style, (n, h, w), bgr, ema_alpha).view(-1))
+                out = self._compute_u8(d_in, d_style, (n, h, w), bgr, ema_alpha)
+                if packed is not None:      # eager, after the graph: the flow changes with every frame
+                    out = self._flow.apply(out, _unpack_flow(d_flow.view(torch.float32), has, shape))
+                d_out.copy_(out.reshape(-1))
                 slot.computed.record(self._compute)
             with torch.cuda.stream(self._down):
                 self._down.wait_event(slot.computed)
@@ -330,9 +451,9 @@ class TorchEngine:
         return self._inflight.collect(ticket)
 
     def infer_uint8(self, frames: np.ndarray, style: np.ndarray, *, bgr: bool = False,
-                    ema_alpha: float | None = None) -> np.ndarray:
-        """uint8 [N,H,W,3] RGB (or BGR) in and out; on CUDA only uint8 crosses PCIe."""
-        return self.collect(self.submit_uint8(frames, style, bgr=bgr, ema_alpha=ema_alpha))
+                    ema_alpha: float | None = None, flow=None) -> np.ndarray:
+        """uint8 [N,H,W,3] RGB (or BGR) in and out; on CUDA only uint8 (and the low-resolution flow) crosses PCIe."""
+        return self.collect(self.submit_uint8(frames, style, bgr=bgr, ema_alpha=ema_alpha, flow=flow))
 
     def reset_smoothing(self) -> None:
         """Forget the previous frame (seek, scene cut, style switch); ordered after the work already submitted."""
@@ -388,4 +509,5 @@ class TorchEngine:
         self._inflight.flush()
         self._graphs.clear()
         self._ema.clear()
+        self._flow.clear()
         self._inflight.slots = []

@@ -10,17 +10,23 @@ run here, so an option means the same thing everywhere and a bad one fails with 
                    width, height, options, name="clip.mp4")
     Runner(source, run.stages, sink, policy="block").run()
 
-The run's stages are the CPU float path (resize -> NCHW float -> ``engine.infer`` -> uint8 -> smooth);
-the processing size is the input scaled to ``max_size`` (default 720 px on the longer side) and
-capped by what the engine accepts.
+The run's stages are the CPU float path (resize -> NCHW float -> ``engine.infer`` -> uint8 -> smooth),
+or, when the engine takes uint8 batches in flight (``info.uint8_io`` with ``submit_uint8``/``collect``:
+TensorRT, PyTorch on CUDA, ``engines.reference``), the one stage of ``streamer.inflight_stage``, where
+the conversions, the network and the temporal blend run in the engine. The processing size is the input
+scaled to ``max_size`` (default 720 px on the longer side) and capped by what the engine accepts.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from engines.base import Engine, EngineError
-from engines.select import BACKENDS, create_engine
+from engines.onnxruntime import PROVIDERS
+from engines.tiling import TiledEngine
+from engines.select import BACKENDS, choose_backend, create_engine
+from streamer.adaptive import ProcessingSize
 from streamer.errors import InputError, one_line
+from streamer.inflight_stage import MAX_IN_FLIGHT, inflight_stage, runs_in_flight
 from streamer.model_registry import resolve_model
 from streamer.pipeline import Stage
 from streamer.processing import processing_size, stylize_stages
@@ -28,6 +34,8 @@ from streamer.style_sources import StyleSource, check_strength
 from streamer.temporal import DEFAULT_SMOOTH, SMOOTH_MODES, SwitchableSmoother
 
 MIN_MAX_SIZE = 16
+AUTO_TILE_ABOVE = 2048     # longer side past which frames run in tiles by default: 8K stills fit in 2 GB on a CPU
+AUTO_TILE = 1024
 
 
 @dataclass
@@ -42,12 +50,19 @@ class RunOptions:
     smooth: str = DEFAULT_SMOOTH       # off | ema | flow
     batch: int = 1                     # frames per engine call
     threads: int | None = None         # ONNX Runtime intra-op threads (None: all cores)
+    provider: str | None = None        # ONNX Runtime execution provider: None/auto = the best this build offers
+    purpose: str = "file"              # file | live: which student tier `student` (the default) means
+    tile: int | None = None            # tile side for big frames; None: automatic above AUTO_TILE_ABOVE, 0: never
+    in_flight: int | None = None       # GPU path: batches kept in the engine between frames (None: 2 for files,
+                                       # 0 for live, where each one held would add a frame of latency)
 
     def validate(self) -> None:
         """Raise InputError naming the first bad option (the flag as the user typed it)."""
         check_strength(self.strength)
-        if self.max_size is not None and self.max_size < MIN_MAX_SIZE:
-            raise InputError(f"--max-size {self.max_size}: too small (at least {MIN_MAX_SIZE})")
+        if self.max_size is not None and 0 < self.max_size < MIN_MAX_SIZE or (self.max_size or 0) < 0:
+            raise InputError(f"--max-size {self.max_size}: too small (at least {MIN_MAX_SIZE}, or 0 for native size)")
+        if self.tile is not None and 0 < self.tile < 64 or (self.tile or 0) < 0:
+            raise InputError(f"--tile {self.tile}: too small (at least 64, or 0 for never)")
         if self.batch < 1:
             raise InputError(f"--batch {self.batch}: must be at least 1")
         if self.smooth not in SMOOTH_MODES:
@@ -56,12 +71,34 @@ class RunOptions:
             raise InputError(f"--backend {self.backend}: use one of {', '.join(BACKENDS)}")
         if self.threads is not None and self.threads < 1:
             raise InputError(f"--threads {self.threads}: must be at least 1")
+        if self.in_flight is not None and not 0 <= self.in_flight <= MAX_IN_FLIGHT:
+            raise InputError(f"in_flight {self.in_flight}: must be between 0 and {MAX_IN_FLIGHT}")
+        if self.provider not in (None, "auto", *PROVIDERS):
+            raise InputError(f"--provider {self.provider}: use auto or one of {', '.join(PROVIDERS)}")
 
 
 def open_engine(options: RunOptions, *, backend: str | None = None) -> Engine:
     """The engine for ``--backend``/``--model`` (or another backend for the same model); one-line errors."""
     try:
-        return create_engine(backend or options.backend, resolve_model(options.model), threads=options.threads)
+        backend = backend or options.backend
+        model = options.model
+        if model in (None, "student"):       # the tier depends on the job and on whether a GPU engine will run it
+            gpu = choose_backend(backend, "student") in ("torch", "tensorrt")
+            model = resolve_model(model, purpose=options.purpose, gpu=gpu)
+        else:
+            model = resolve_model(model)
+        return create_engine(backend, model, threads=options.threads, provider=options.provider)
+    except EngineError as exc:
+        raise InputError(one_line(exc)) from exc
+
+
+def engine_for_size(engine: Engine, size: tuple[int, int], options: RunOptions) -> Engine:
+    """The engine itself, or wrapped to run frames of ``size`` in overlapping tiles (exact: see engines.tiling)."""
+    tile = options.tile if options.tile is not None else (AUTO_TILE if max(size) > AUTO_TILE_ABOVE else 0)
+    if not tile or max(size) <= tile or engine.info.model in ("teacher", "identity"):
+        return engine
+    try:
+        return TiledEngine(engine, tile)
     except EngineError as exc:
         raise InputError(one_line(exc)) from exc
 
@@ -72,9 +109,10 @@ class Assembly:
 
     engine: Engine
     style: StyleSource
-    size: tuple[int, int]               # (w, h) the network sees
+    size: tuple[int, int]               # (w, h) the network sees at the start
     smoother: SwitchableSmoother | None
     stages: list[Stage]
+    size_control: ProcessingSize        # what the stages read per frame; live's adaptive controller moves it
 
 
 def assemble(engine: Engine, style: StyleSource, width: int, height: int, options: RunOptions, *,
@@ -82,7 +120,15 @@ def assemble(engine: Engine, style: StyleSource, width: int, height: int, option
     """Stages for frames of ``width`` x ``height``. A smoother is made from ``options.smooth`` unless one is
     given (live passes its own, which hotkeys toggle); "off" makes none."""
     size = processing_size(width, height, options.max_size, engine.info, name=name)
+    engine = engine_for_size(engine, size, options)
     if smoother is None and options.smooth != "off":
         smoother = SwitchableSmoother(options.smooth, style)
     batch = max(1, min(options.batch, engine.info.max_batch))
-    return Assembly(engine, style, size, smoother, stylize_stages(engine, style, size, batch=batch, smoother=smoother))
+    control = ProcessingSize(size)
+    if runs_in_flight(engine):
+        in_flight = options.in_flight if options.in_flight is not None else (0 if options.purpose == "live" else
+                                                                             MAX_IN_FLIGHT)
+        stages = [inflight_stage(engine, style, control, batch=batch, smoother=smoother, in_flight=in_flight)]
+    else:
+        stages = stylize_stages(engine, style, control, batch=batch, smoother=smoother)
+    return Assembly(engine, style, size, smoother, stages, control)

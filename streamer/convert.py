@@ -6,9 +6,14 @@
 
 The engine and style vector are built once per Converter and reused for every file.  Every file
 is written through :class:`~streamer.sinks.AtomicOutput`: complete at its final name, or absent.
+
+A damaged input (cut off, corrupt frames in the middle) converts every frame that decodes; the result says so
+(``truncated``/``damaged``, the counts, and a one-line warning in ``warnings``).  ``strict=True`` refuses it instead
+(an InputError, nothing written).  In a directory, a full disk stops the batch after the file it hit.
 """
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,14 +21,14 @@ from pathlib import Path
 from typing import Callable
 
 from engines.base import Engine
-from streamer.assembly import RunOptions, assemble, open_engine
-from streamer.codecs import pick_video_codec
-from streamer.errors import InputError, StreamerError, one_line
+from streamer.assembly import RunOptions, assemble, engine_for_size, open_engine
+from streamer.codecs import pick_encoder
+from streamer.errors import EXIT_USAGE, InputError, StreamerError, one_line
 from streamer.pipeline import Frame, Runner, Stats
 from streamer.processing import processing_size, stylize_image
 from streamer.sinks import AtomicOutput, VideoFileSink, write_image
 from streamer.media_files import is_image, is_video, read_image
-from streamer.sources import VideoFileSource
+from streamer.sources import Damage, VideoFileSource
 from streamer.style_sources import FixedStyle
 from streamer.styles import StyleEncoder
 
@@ -35,6 +40,7 @@ class ConvertOptions(RunOptions):
     preset: str | None = "veryfast"   # OBS's default: half the CPU of "fast" at 640x360, same size at crf 18
     overwrite: bool = False
     queue_size: int = 8
+    strict: bool = False               # a damaged input (truncated, corrupt frames) is an error, not a warning
 
 
 @dataclass
@@ -48,19 +54,45 @@ class ConvertResult:
     fps: float = 0.0
     backend: str = ""
     model: str = ""
+    device: str = ""                   # cpu, cuda, dml, ... (the execution provider on onnxruntime)
     style: str = ""
-    status: str = "ok"                 # ok | skipped | failed
+    status: str = "ok"                 # ok | skipped | failed | not_attempted (a batch stopped: the disk is full)
     error: str | None = None
     exit_code: int = 0
     processing: list[int] | None = None
     notices: list[str] = field(default_factory=list)
     audio: list[str] = field(default_factory=list)
     stage_ms_per_frame: dict[str, float] = field(default_factory=dict)
+    # a damaged input: what it lost (see streamer.sources.Damage); warnings are one line each, naming the input
+    truncated: bool = False
+    damaged: bool = False
+    frames_expected: int | None = None
+    frames_skipped: int = 0
+    frames_missing: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["seconds"], d["fps"] = round(self.seconds, 3), round(self.fps, 2)
         return d
+
+
+def damage_fields(src: Path, damage: Damage) -> dict:
+    """ConvertResult's fields for what a damaged input lost (nothing for an intact one)."""
+    if not damage.damaged:
+        return {}
+    return dict(damage.as_dict(), warnings=[f"{src}: {damage.message()}"])
+
+
+def disk_full(exc: BaseException) -> int:
+    """The errno (ENOSPC, EDQUOT) when ``exc`` or what caused it is a full disk or quota, else 0."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc.errno
+        exc = exc.__cause__ or exc.__context__
+    return 0
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -113,10 +145,11 @@ class Converter:
             raise InputError(f"{dst}: a video input needs a video output (.mp4, .mkv, ...)")
         return self._convert_video(src, dst, on_start, on_frame)
 
-    def _result(self, src: Path, dst: Path, **kw) -> ConvertResult:
+    def _result(self, src: Path, dst: Path, *, notices: list[str] = (), **kw) -> ConvertResult:
         info = self.engine.info
+        engine_notices = list(getattr(self.engine, "notices", []))     # e.g. an execution provider fell back to cpu
         return ConvertResult(input=str(src), output=str(dst), backend=info.backend, model=info.model,
-                             style=self.options.style, **kw)
+                             device=info.device, style=self.options.style, notices=engine_notices + list(notices), **kw)
 
     def _convert_image(self, src: Path, dst: Path) -> ConvertResult:
         t0 = time.perf_counter()
@@ -125,6 +158,7 @@ class Converter:
         engine, style = self.engine, self.style_source()
         h, w = rgb.shape[:2]
         size = processing_size(w, h, self.options.max_size, engine.info, name=str(src))
+        engine = engine_for_size(engine, size, self.options)
         with out:
             img = stylize_image(engine, style, rgb, self.options.max_size, name=str(src))
             write_image(out.temp, img, dst)
@@ -135,14 +169,16 @@ class Converter:
 
     def _convert_video(self, src: Path, dst: Path, on_start, on_frame) -> ConvertResult:
         out = AtomicOutput(dst, overwrite=self.options.overwrite)
-        source = VideoFileSource(src)
+        source = VideoFileSource(src, strict=self.options.strict)
         try:
             run = assemble(self.engine, self.style_source(), source.width, source.height, self.options, name=str(src))
-            codec, notice = pick_video_codec(self.options.codec, gpu=self.engine.info.device.startswith("cuda"))
+            enc = pick_encoder(self.options.codec, gpu=self.engine.info.device.startswith("cuda"),
+                               preset=self.options.preset, default_preset=ConvertOptions.preset)
+            notice = enc.notice
             sink = VideoFileSink(out.temp, width=source.width, height=source.height, time_base=source.time_base,
-                                 rate=source.rate, codec=codec, crf=self.options.crf,
-                                 preset=self.options.preset, audio_from=src if source.audio else None,
-                                 label=str(dst), codec_fallback=self.options.codec == "auto")
+                                 rate=source.rate, codec=enc.codec, crf=self.options.crf, preset=enc.preset,
+                                 threads=enc.threads, audio_from=src if source.audio else None,
+                                 label=str(dst), codec_fallback=self.options.codec == "auto", colour=source.colour)
             if on_start is not None:
                 on_start(source)
         except BaseException:
@@ -154,7 +190,8 @@ class Converter:
             out.commit()
         return self._result(src, dst, frames=stats.frames_out, width=source.width, height=source.height,
                             seconds=stats.seconds, fps=stats.fps, processing=list(run.size), audio=sink.audio_modes,
-                            notices=[notice] if notice else [], stage_ms_per_frame=stats.ms_per_frame())
+                            notices=[notice] if notice else [], stage_ms_per_frame=stats.ms_per_frame(),
+                            **damage_fields(src, source.damage))
 
     # --- a directory ----------------------------------------------------------------------
     def convert_dir(self, input_dir: str | os.PathLike, output_dir: str | os.PathLike,
@@ -164,7 +201,8 @@ class Converter:
         """Every video and image in input_dir (not recursive) into output_dir; skips outputs that exist.
 
         Videos are written as ``NAME.mp4``, images keep their extension.  A failing file is recorded
-        and the others go on; complete outputs exist only under their final names (atomic rename),
+        and the others go on, except when the disk is full: the files after it are recorded as
+        ``not_attempted``.  Complete outputs exist only under their final names (atomic rename),
         so a re-run resumes where a killed one stopped.
         """
         src_dir, dst_dir = Path(input_dir), Path(output_dir)
@@ -184,9 +222,13 @@ class Converter:
             raise InputError(f"{src_dir}: no videos or images inside")
         self.engine, self.style_source()          # a bad style or backend fails the run once, not per file
         results = []
+        full: str | None = None                  # the disk filled up: the files after that one are not attempted
         for f in files:
             dst = dst_dir / (f.name if is_image(f) else f.stem + ".mp4")
-            if dst.exists() and not self.options.overwrite:
+            if full is not None:
+                r = ConvertResult(input=str(f), output=str(dst), status="not_attempted", error=full,
+                                  exit_code=EXIT_USAGE, style=self.options.style)
+            elif dst.exists() and not self.options.overwrite:
                 r = ConvertResult(input=str(f), output=str(dst), status="skipped", style=self.options.style)
             else:
                 try:
@@ -194,6 +236,8 @@ class Converter:
                 except StreamerError as exc:
                     r = ConvertResult(input=str(f), output=str(dst), status="failed", error=one_line(exc),
                                       exit_code=exc.exit_code, style=self.options.style)
+                    if disk_full(exc):
+                        full = f"not attempted: {dst_dir} is full ({os.strerror(disk_full(exc)).lower()})"
             results.append(r)
             if on_file is not None:
                 on_file(r)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from engines.base import Engine
+from streamer.adaptive import AdaptiveSize
 from streamer.assembly import RunOptions, assemble, open_engine
 from streamer.errors import InputError, Interrupted
 from streamer.live_sinks import MultiSink, open_live_sink
@@ -44,6 +45,7 @@ def _say(message: str) -> None:
 
 @dataclass
 class LiveOptions(RunOptions):
+    purpose: str = "live"
     source: str = "0"
     sinks: list[str] = field(default_factory=lambda: ["window"])
     styles: list[str] = field(default_factory=list)      # hotkey cycle (n/p); --style is added first if missing
@@ -56,6 +58,7 @@ class LiveOptions(RunOptions):
     overwrite: bool = False
     duration: float | None = None                         # stop after this many seconds
     stream_preset: str = "ultrafast"
+    adaptive: bool = True                                 # with max_size None: the size follows the machine's speed
 
     def validate(self) -> None:
         super().validate()
@@ -98,7 +101,13 @@ class LiveSession:
         # smoothing "off" still builds a (disabled) smoother, so the s hotkey can turn it on
         self.smoother = SwitchableSmoother(o.smooth, self.bank)
         run = assemble(self.engine, self.bank, src.width, src.height, o, name=src.label, smoother=self.smoother)
-        self.size = run.size
+        self.adaptive = None
+        if o.adaptive and o.max_size is None:
+            self.adaptive = AdaptiveSize(src.width, src.height, src.fps or 30, start_long_side=max(run.size),
+                                         smooth=o.smooth if o.smooth != "off" else "flow", min_side=self.engine.info.min_side)
+            run.size_control.set(self.adaptive.size.value)
+            self.adaptive.size = run.size_control
+        self.size_control = run.size_control
         sinks = []
         try:
             for spec in o.sinks or ["window"]:
@@ -125,9 +134,24 @@ class LiveSession:
         elif action == "quit":
             self._quit.set()
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """The processing size now (live adapts it to the machine unless --max-size fixes it)."""
+        return self.size_control.value
+
     def overlay(self) -> str:
-        return (f"{self.stats.shown_fps:4.1f} fps  {self.stats.shown_p50:3.0f} ms  {self.bank.name} "
+        w, h = self.size
+        return (f"{self.stats.shown_fps:4.1f} fps  {self.stats.shown_p50:3.0f} ms  {w}x{h}  {self.bank.name} "
                 f"x{self.bank.strength:.1f}  smooth {self.smoother.label}\nn/p style  +/- strength  s smooth  q quit")
+
+    def _adapt(self, now: float) -> None:
+        """Once a second: what the size-dependent stages cost per frame, and the drops, go to the controller."""
+        work, drops = self.stats.window_cost(("infer", "smooth"))
+        change = self.adaptive.update(work, drops, now)
+        if change is not None:
+            if change.smooth != self.smoother.mode:
+                self.smoother.set_mode(change.smooth)
+            self.say(f"live: processing {change.size[0]}x{change.size[1]}, smooth {change.smooth} ({change.reason})")
 
     # --- running ------------------------------------------------------------------------------------
     def stop(self, reason: str = "stopped") -> None:
@@ -183,7 +207,9 @@ class LiveSession:
                 done.wait(0.05)
             now = time.perf_counter()
             if now >= next_line:
-                text = self.stats.line(now, self.bank.name, self.bank.strength, self.smoother.label)
+                if self.adaptive is not None:
+                    self._adapt(now)
+                text = self.stats.line(now, self.bank.name, self.bank.strength, self.smoother.label, self.size)
                 if self.stats_line is not None:
                     self.stats_line(text)
                 next_line += 1.0
@@ -219,7 +245,8 @@ class LiveSession:
                           output_fps=round(s.frames_out / secs, 2) if secs else 0.0,
                           frames_in=s.frames_in, frames_out=s.frames_out, dropped=s.dropped,
                           skipped=getattr(src, "skipped", 0), reconnects=getattr(src, "reconnects", 0),
-                          latency_ms=self.stats.latency_ms(), stage_ms_per_frame=s.ms_per_frame(), ended=self.ended)
+                          latency_ms=self.stats.latency_ms(), stage_ms_per_frame=s.ms_per_frame(), ended=self.ended,
+                          adaptive=[c.as_dict() for c in self.adaptive.changes] if self.adaptive else [])
 
     def close(self) -> None:
         if self.sink is not None:

@@ -15,10 +15,15 @@ Ending: a camera that stops delivering frames (unplugged) or a stream that ends 
 line; with ``reconnect=True`` the source retries (1 s, then up to 5 s apart) until it comes back or
 :meth:`LiveSource.halt` is called, else ``frames()`` ends and the run finishes cleanly.  Opening
 failures at start are :class:`~streamer.errors.InputError` (exit code 2).
+
+A halt is honoured within :data:`HALT_POLL_S` whatever the source is doing: a network stream is read by a
+thread of its own, so a read waiting for data (up to URL_READ_TIMEOUT_S) or a reopen waiting for a server
+(up to URL_OPEN_TIMEOUT_S) is abandoned, and that thread closes the stream when FFmpeg gives it back.
 """
 from __future__ import annotations
 
 import os
+import queue
 import re
 import sys
 import threading
@@ -41,6 +46,8 @@ RECONNECT_FIRST_S = 1.0
 RECONNECT_MAX_S = 5.0
 URL_OPEN_TIMEOUT_S = 10.0
 URL_READ_TIMEOUT_S = 2.0          # a read that waits longer counts as "the stream stopped"
+HALT_POLL_S = 0.05                # how often a source waiting for its reader thread looks at the halt event
+URL_QUEUE = 4                     # decoded frames waiting for the pipeline; more: the oldest is dropped (skipped)
 
 
 def _say(message: str) -> None:
@@ -225,7 +232,13 @@ class UrlSource(LiveSource):
     """A network stream (rtsp, http(s), udp, tcp, rtmp, srt where FFmpeg has it) decoded by PyAV.
 
     Low-latency demuxing (no input buffering, small probe) and slice threading only (frame threading
-    holds one frame per thread).  A read that waits more than URL_READ_TIMEOUT_S ends the stream.
+    holds one frame per thread).  A read that waits more than URL_READ_TIMEOUT_S ends the stream (or, with
+    ``reconnect``, starts the reconnect loop).
+
+    The first open happens in the constructor (a bad URL fails before anything runs).  After that a reader thread
+    owns the stream: it reads, decodes and reconnects, and hands frames over through a short queue, so
+    ``frames()`` leaves within HALT_POLL_S of :meth:`halt` even while FFmpeg blocks in a read or a reopen; the
+    reader closes the stream when FFmpeg returns.
     """
 
     def __init__(self, url: str, *, reconnect: bool = False, say: Callable[[str], None] = _say) -> None:
@@ -234,6 +247,9 @@ class UrlSource(LiveSource):
         self._container = None
         self._stream = None
         self._open()
+        self._queue: queue.Queue = queue.Queue(maxsize=URL_QUEUE)
+        self._reader: threading.Thread | None = None
+        self._lock = threading.Lock()          # the container is closed once, by whoever holds it last
 
     def _options(self) -> dict[str, str]:
         opts = {"fflags": "nobuffer", "flags": "low_delay", "probesize": "500000", "analyzeduration": "1000000"}
@@ -248,7 +264,7 @@ class UrlSource(LiveSource):
         try:
             container = av.open(self.url, options=self._options(), timeout=(URL_OPEN_TIMEOUT_S, URL_READ_TIMEOUT_S))
         except av.error.FFmpegError as exc:
-            raise InputError(f"{self.url}: cannot open stream ({av_problem(exc)})") from exc
+            raise InputError(f"{self.url}: cannot open stream ({self._problem(exc)})") from exc
         except (OSError, ValueError) as exc:
             raise InputError(f"{self.url}: cannot open stream ({one_line(exc)})") from exc
         if not container.streams.video:
@@ -262,17 +278,61 @@ class UrlSource(LiveSource):
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate and 0 < rate < 1000 else 30.0
 
+    @staticmethod
+    def _problem(exc: BaseException) -> str:
+        if isinstance(exc, av.error.ExitError):        # PyAV's timeout interrupted FFmpeg
+            return "no data within the timeout"
+        return av_problem(exc)
+
+    # --- the pipeline's side -----------------------------------------------------------------------
     def frames(self) -> Iterator[Frame]:
+        if self._reader is None:
+            self._reader = threading.Thread(target=self._read, name="streamer-url-reader", daemon=True)
+            self._reader.start()
+        while not self.halted:
+            try:
+                item = self._queue.get(timeout=HALT_POLL_S)
+            except queue.Empty:
+                continue
+            if item is None:                            # the reader ended (self.ended says why)
+                return
+            rgb, captured = item
+            yield self._frame(rgb, captured)
+
+    def _hand_over(self, item) -> None:
+        """Queue a frame (or the end marker) for frames(); when the queue is full the oldest frame is dropped."""
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    if self._queue.get_nowait() is not None:
+                        self.skipped += 1
+                except queue.Empty:
+                    pass
+
+    # --- the reader thread -------------------------------------------------------------------------
+    def _read(self) -> None:
+        try:
+            self._read_loop()
+        finally:
+            self._close_container()
+            self._hand_over(None)
+
+    def _read_loop(self) -> None:
         attempt = 0
         while not self.halted:
             if self._container is None:
                 try:
                     self._open()
                 except InputError as exc:
-                    if not self._wait_to_reconnect(f"cannot reconnect ({one_line(exc)})", attempt):
+                    if self.halted or not self._wait_to_reconnect(f"cannot reconnect ({one_line(exc)})", attempt):
                         return
                     attempt += 1
                     continue
+                if self.halted:                         # the stop came while FFmpeg was opening
+                    return
                 self.reconnects += 1
                 self.say(f"{self.url}: reconnected")
                 attempt = 0
@@ -284,7 +344,9 @@ class UrlSource(LiveSource):
                     for vf in packet.decode():
                         rgb = vf.to_ndarray(format="rgb24")
                         self.width, self.height = rgb.shape[1], rgb.shape[0]
-                        yield self._frame(rgb)
+                        self._hand_over((rgb, time.perf_counter()))
+            except av.error.ExitError:
+                why = f"no data for {URL_READ_TIMEOUT_S:g} s"
             except av.error.FFmpegError as exc:
                 why = f"stream interrupted ({av_problem(exc)})"
             self._close_container()
@@ -296,7 +358,8 @@ class UrlSource(LiveSource):
             attempt = 1
 
     def _close_container(self) -> None:
-        container, self._container = self._container, None
+        with self._lock:
+            container, self._container = self._container, None
         if container is not None:
             try:
                 container.close()
@@ -304,7 +367,13 @@ class UrlSource(LiveSource):
                 pass
 
     def close(self) -> None:
-        self._close_container()
+        """Halt; the reader (when it runs) closes the stream as soon as FFmpeg hands control back."""
+        self.halt()
+        reader = self._reader
+        if reader is None:
+            self._close_container()
+        else:
+            reader.join(HALT_POLL_S)
 
 
 # --- a file played as a camera -------------------------------------------------------------------

@@ -49,6 +49,7 @@ class LiveResult:
     latency_ms: dict[str, float] = field(default_factory=dict)
     stage_ms_per_frame: dict[str, float] = field(default_factory=dict)
     ended: str = ""                                       # end of source | quit | duration | interrupted | error
+    adaptive: list[dict] = field(default_factory=list)    # every processing-size change: {at_s, size, smooth, reason}
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +65,7 @@ class LiveStats:
         self._last = (time.perf_counter(), 0, 0, 0)       # (time, frames_in, frames_out, dropped) at the last line
         self.shown_fps = 0.0                              # for the window overlay
         self.shown_p50 = 0.0
+        self._cost_mark: tuple[dict, dict, int] = ({}, {}, 0)   # (busy, frames, dropped) at the last window_cost
 
     def on_frame(self, frame: Frame) -> None:
         latency = time.perf_counter() - frame.capture_time
@@ -75,7 +77,17 @@ class LiveStats:
     def start(self) -> None:
         self._last = (time.perf_counter(), 0, 0, 0)
 
-    def line(self, now: float, style: str, strength: float, smooth: str) -> str:
+    def window_cost(self, stages: tuple[str, ...]) -> tuple[float, int]:
+        """Since the last call: busy ms per frame summed over ``stages``, and the frames dropped."""
+        s = self.runner
+        busy, frames, dropped = dict(s.busy), dict(s.frames), s.dropped
+        b0, f0, d0 = self._cost_mark
+        self._cost_mark = (busy, frames, dropped)
+        ms = sum(1000.0 * (busy.get(k, 0.0) - b0.get(k, 0.0)) / max(frames.get(k, 0) - f0.get(k, 0), 1)
+                 for k in stages)
+        return ms, dropped - d0
+
+    def line(self, now: float, style: str, strength: float, smooth: str, size: tuple[int, int]) -> str:
         """The per-second stats line (fps in and out since the last line, drops, latency of those frames)."""
         t0, fin, fout, drop = self._last
         dt = max(now - t0, 1e-6)
@@ -86,7 +98,7 @@ class LiveStats:
         self._last = (now, s.frames_in, s.frames_out, s.dropped)
         return (f"in {(s.frames_in - fin) / dt:5.1f} fps  out {self.shown_fps:5.1f} fps  "
                 f"dropped {s.dropped - drop:3d} ({s.dropped} total)  latency p50 {lat['p50']:5.0f} ms "
-                f"p95 {lat['p95']:5.0f} ms  style {style} x{strength:.1f}  smooth {smooth}")
+                f"p95 {lat['p95']:5.0f} ms  {size[0]}x{size[1]}  style {style} x{strength:.1f}  smooth {smooth}")
 
     def latency_ms(self) -> dict[str, float]:
         return percentiles(self._latencies)

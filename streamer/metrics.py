@@ -17,6 +17,11 @@ Why each measure exists:
   student: a pixel or SSIM loss alone averages the teacher's unstable textures into blur, which scores well on
   SSIM/4 and badly here. Same kernel and grey as `distill.losses.texture_energy` (the training term); reported
   as a ratio to the teacher's.
+- ``foreign_spectral_peak``: a regular pattern the reference does not have (a crosshatch at a fixed pixel period on
+  flat walls and skies). Texture energy rewards any high-frequency energy, and a periodic pattern is the cheapest
+  way to get it, so a student can score well there and still look like a woven mat; this measure compares where
+  in frequency the detail energy sits, whatever its phase, so the teacher against itself shifted by 3 px scores
+  about 3-5 and a crosshatch hundreds to thousands.
 - ``lab`` / ``color_error``: mean CIE76 delta E at 1/8 scale, palette and colour layout without texture.
 - ``reinhard_transfer``: not a measure but the no-network baseline (Reinhard et al. 2001) every style score is
   reported next to.
@@ -82,6 +87,27 @@ def texture_energy(img: np.ndarray) -> float:
     blurred."""
     gray = to_unit(img, np.float64).mean(axis=2)
     return float(np.abs(cv2.Laplacian(gray, cv2.CV_64F, ksize=1)).mean())
+
+
+def detail_spectrum(img: np.ndarray) -> np.ndarray:
+    """Power spectrum of the grey image's detail (a 4 px Gaussian high-pass, Hann window), normalized to sum 1,
+    with the lowest frequencies (radius < 6 bins) removed: where the texture's energy sits in frequency."""
+    g = to_unit(img).mean(axis=2)
+    g = g - cv2.GaussianBlur(g, (0, 0), 4)
+    win = np.outer(np.hanning(g.shape[0]), np.hanning(g.shape[1])).astype(np.float32)
+    power = np.abs(np.fft.fftshift(np.fft.fft2(g * win))) ** 2
+    h, w = power.shape
+    yy, xx = np.mgrid[:h, :w]
+    power[np.hypot(yy - h / 2, xx - w / 2) < 6] = 0
+    return (power / max(power.sum(), 1e-12)).astype(np.float32)
+
+
+def foreign_spectral_peak(out: np.ndarray, ref: np.ndarray) -> float:
+    """The largest ratio of ``out``'s detail spectrum to ``ref``'s (both lightly smoothed): 1-5 when ``out`` puts
+    its texture energy where ``ref`` does, hundreds when ``out`` has a periodic pattern ``ref`` lacks."""
+    s, t = detail_spectrum(out), detail_spectrum(ref)
+    eps = 0.01 / s.size
+    return float((cv2.GaussianBlur(s, (0, 0), 1) / (cv2.GaussianBlur(t, (0, 0), 3) + eps)).max())
 
 
 # --- colour, outlines, stylization -----------------------------------------------------------------

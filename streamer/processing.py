@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from engines.base import Engine, EngineInfo
+from streamer.adaptive import ProcessingSize
 from streamer.errors import InputError
 from streamer.pipeline import Frame, Stage
 from streamer.style_sources import StyleSource
@@ -17,8 +18,11 @@ DEFAULT_MAX_SIZE = 720   # longer side: 640x360 (and 1280x720 -> 720x405) run at
 
 
 def processing_size(width: int, height: int, max_size: int | None, info: EngineInfo, *, name: str = "input") -> tuple[int, int]:
-    """(w, h) the network sees: the input scaled (never up) so its longer side is min(max_size, engine max)."""
-    limit = min(x for x in (max_size or DEFAULT_MAX_SIZE, info.max_side or 1 << 30))
+    """(w, h) the network sees: the input scaled (never up) so its longer side is min(max_size, engine max).
+
+    ``max_size`` None means DEFAULT_MAX_SIZE; 0 means the input's own size (native resolution)."""
+    wanted = DEFAULT_MAX_SIZE if max_size is None else (max_size or 1 << 30)
+    limit = min(wanted, info.max_side or 1 << 30)
     if min(width, height) < info.min_side:
         raise InputError(f"{name}: {width}x{height} is smaller than the network needs "
                          f"({info.min_side} px on the shorter side)")
@@ -58,33 +62,43 @@ def to_rgb(chw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return img
 
 
-def stylize_stages(engine: Engine, style: StyleSource, size: tuple[int, int], *, batch: int = 1,
+def stylize_stages(engine: Engine, style: StyleSource, size: tuple[int, int] | ProcessingSize, *, batch: int = 1,
                    smoother: SwitchableSmoother | None = None) -> list[Stage]:
     """preprocess -> infer (batched) -> postprocess [-> smooth] for frames whose pixels are HxWx3 uint8 RGB.
 
-    Smoothing runs at the processing size, before the upscale to the frame's size: at 1280x720 processed at
-    720x405 that is a third of the pixels to warp and blend, and the result is the same picture.
+    ``size`` is fixed for files; live passes a :class:`~streamer.adaptive.ProcessingSize` that its controller
+    changes while frames flow (each frame keeps the size it was preprocessed at). Smoothing runs at the processing
+    size, before the upscale to the frame's size: at 1280x720 processed at 720x405 that is a third of the pixels to
+    warp and blend, and the result is the same picture.
     """
+    current = size if isinstance(size, ProcessingSize) else ProcessingSize(size)
 
     def preprocess(frame: Frame) -> Frame:
-        small = resize_rgb(frame.pixels, size)
+        now = current.value
+        small = resize_rgb(frame.pixels, now)
         if smoother is not None:
             frame.small = small
-        frame.network_in = to_nchw(small, size)
+        frame.network_in = to_nchw(small, now)
         return frame
 
     def infer(frames: list[Frame]) -> list[Frame]:
         vec = style.for_frame(frames[0].pixels)
-        inputs = [f.network_in for f in frames]
-        batch = inputs[0][None] if len(inputs) == 1 else np.stack(inputs)   # batch 1 (the default): a view, no copy
-        out = engine.infer(batch, vec)
-        for f, y in zip(frames, out):
-            f.network_in, f.network_out = None, y
+        start = 0
+        while start < len(frames):        # frames of one batch can differ in size right after a size change
+            end = start + 1
+            while end < len(frames) and frames[end].network_in.shape == frames[start].network_in.shape:
+                end += 1
+            inputs = [f.network_in for f in frames[start:end]]
+            batch = inputs[0][None] if len(inputs) == 1 else np.stack(inputs)   # batch 1: a view, no copy
+            for f, y in zip(frames[start:end], engine.infer(batch, vec)):
+                f.network_in, f.network_out = None, y
+            start = end
         return frames
 
     def postprocess(frame: Frame) -> Frame:
         h, w = frame.pixels.shape[:2]
-        frame.stylized = to_rgb(frame.network_out, size if smoother is not None else (w, h))
+        out = frame.network_out
+        frame.stylized = to_rgb(out, (out.shape[2], out.shape[1]) if smoother is not None else (w, h))
         frame.network_out = None
         return frame
 

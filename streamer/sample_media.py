@@ -46,8 +46,14 @@ def write_clip(path: str | Path, *, width: int = 64, height: int = 48, frames: i
                codec: str = "libx264", pix_fmt: str = "yuv420p", pts: list[int] | None = None,
                time_base: Fraction | None = None, audio: str | None = "aac", audio_seconds: float | None = None,
                rotation: int = 0, faststart: bool = False, style: str = "hokusai_bridge",
-               crf: int | None = None) -> Path:
-    """Write a clip of a window panning over a painting (+ a chirp audio track unless audio=None)."""
+               crf: int | None = None, audio_rate: int = 44100, audio_layout: str = "mono",
+               audio_start: float = 0.0, audio_format: str | None = None) -> Path:
+    """Write a clip of a window panning over a painting (+ a chirp audio track unless audio=None).
+
+    ``audio`` names the audio encoder (aac, pcm_s16le, flac, libopus, ac3, ...); ``audio_rate``, ``audio_layout``
+    (mono, stereo, 5.1, ...) and ``audio_format`` (a sample format the encoder takes; default: its first one)
+    shape the track, which starts ``audio_start`` seconds into the clip (video starts late: pass ``pts``).
+    """
     path = Path(path)
     options = {"movflags": "+faststart"} if faststart else {}
     out = av.open(str(path), "w", options=options)
@@ -62,8 +68,11 @@ def write_clip(path: str | Path, *, width: int = 64, height: int = 48, frames: i
         vs.set_display_rotation(rotation)
     a_stream = None
     if audio:
-        a_stream = out.add_stream(audio, rate=44100)
-        a_stream.layout = "mono"
+        a_stream = out.add_stream(audio, rate=audio_rate)
+        a_stream.layout = audio_layout
+        formats = [f.name for f in (a_stream.codec_context.codec.audio_formats or [])]
+        a_stream.format = audio_format or (formats[0] if formats else "s16")
+        a_stream.codec_context.time_base = Fraction(1, audio_rate)
     if pts is None:
         pts = [i * round(1 / (fps * tb)) for i in range(frames)]
     for i, img in enumerate(panning_frames(width, height, len(pts), style)):
@@ -73,8 +82,10 @@ def write_clip(path: str | Path, *, width: int = 64, height: int = 48, frames: i
     out.mux(vs.encode())
     if a_stream is not None:
         seconds = audio_seconds if audio_seconds is not None else float((pts[-1] + round(1 / (fps * tb))) * tb)
-        af = av.AudioFrame.from_ndarray(chirp(seconds)[None], format="s16", layout="mono")
-        af.sample_rate, af.pts = 44100, 0
+        channels = av.AudioLayout(audio_layout).nb_channels
+        wave = np.repeat(chirp(seconds, audio_rate)[None], channels, axis=0)      # planar: one row per channel
+        af = av.AudioFrame.from_ndarray(wave, format="s16p", layout=audio_layout)
+        af.sample_rate, af.pts, af.time_base = audio_rate, round(audio_start * audio_rate), Fraction(1, audio_rate)
         out.mux(a_stream.encode(af))
         out.mux(a_stream.encode())
     out.close()

@@ -7,6 +7,7 @@ Live sinks (window, UDP, virtual camera) implement the same ``write/finish/abort
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 from fractions import Fraction
@@ -18,7 +19,7 @@ import numpy as np
 
 from streamer.errors import InputError, PipelineError
 from streamer.pipeline import Frame
-from streamer.sources import av_problem
+from streamer.sources import ColourTags, av_problem
 
 TEMP_MARK = ".streamer-tmp-"
 _TEMP_RE = re.compile(r"^\..+\.streamer-tmp-(\d+)(\.[^.]*)?$")
@@ -112,8 +113,221 @@ def pick_pix_fmt(codec: av.codec.Codec, width: int, height: int) -> str:
     return formats[0]
 
 
+# A layout per channel count (FFmpeg's defaults) for streams that give only a count ("2 channels", e.g. PCM in MKV).
+DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+# Encoders by codec, best first (FFmpeg's native Opus and Vorbis encoders are experimental).
+ENCODERS = {"opus": ("libopus", "opus"), "vorbis": ("libvorbis", "vorbis"), "mp3": ("libmp3lame", "mp3")}
+GAP_S = 0.03          # a jump in the source's audio timestamps larger than this is filled with silence
+
+
+def copy_refused(container: str, codec: str) -> str | None:
+    """Why audio in ``codec`` is re-encoded although FFmpeg's muxer for ``container`` accepts it, or None."""
+    if container == "mp4" and codec.startswith("pcm_"):
+        return "FFmpeg writes PCM in MP4 as ISO 23003-5 'ipcm', which most players cannot play"
+    return None
+
+
+def copy_layout(template, out_stream) -> None:
+    """Name the channels of a copied stream that only gives a count ("2 channels"): muxers such as MP4's need them."""
+    layout = template.codec_context.layout
+    if not named_layout(layout) and layout.nb_channels in DEFAULT_LAYOUTS:
+        out_stream.codec_context.layout = DEFAULT_LAYOUTS[layout.nb_channels]
+
+
+def copy_works(src_path: Path, index: int, container: str, packets: int = 4) -> bool:
+    """Whether the muxer for ``container`` takes the stream's packets as they are: a trial remux of its first packets
+    into memory.  FFmpeg's list of codecs a container can hold is not the last word (MOV lists Opus, then refuses
+    it)."""
+    try:
+        with av.open(str(src_path), metadata_errors="ignore") as src:
+            stream = src.streams[index]
+            trial = av.open(io.BytesIO(), "w", format=container)
+            try:
+                o = trial.add_stream_from_template(stream)
+                copy_layout(stream, o)
+                sent = 0
+                for pkt in src.demux(stream):
+                    if pkt.size == 0 or (pkt.dts is None and pkt.pts is None):
+                        continue
+                    pkt.stream = o
+                    trial.mux(pkt)
+                    sent += 1
+                    if sent >= packets:
+                        break
+            finally:
+                trial.close()
+    except (av.error.FFmpegError, ValueError, OSError):
+        return False
+    return True
+
+
+def named_layout(layout: av.AudioLayout) -> str | None:
+    """The layout's name when its channels are named (stereo, 5.1(side), ...), else None ("2 channels")."""
+    if any(ch.name == "NONE" for ch in layout.channels):
+        return None
+    return layout.name
+
+
+def audio_encoder(codec: str) -> str | None:
+    """The name of an encoder for ``codec`` that this FFmpeg has, or None."""
+    for name in ENCODERS.get(codec, (codec,)):
+        try:
+            if av.codec.Codec(name, "w").type == "audio":
+                return name
+        except Exception:   # noqa: BLE001 - UnknownCodecError
+            continue
+    return None
+
+
+def pick_sample_format(source: str | None, accepted: list[str]) -> str:
+    """The source's sample format when the encoder takes it, else the nearest in depth (float first when deep)."""
+    if not accepted:
+        return source or "s16"
+    deep = source is not None and source.rstrip("p") in ("s32", "flt", "dbl", "s64")
+    order = [source, source[:-1] if source and source.endswith("p") else f"{source}p"] if source else []
+    order += ["fltp", "flt", "s32p", "s32", "s16p", "s16"] if deep else ["s16p", "s16", "fltp", "flt", "s32p", "s32"]
+    return next((f for f in order if f in accepted), accepted[0])
+
+
+def pick_sample_rate(rate: int, accepted: list[int] | None) -> int:
+    """The source's rate when the encoder takes it, else the next higher one it takes (Opus: 8/12/16/24/48 kHz)."""
+    if not accepted or rate in accepted:
+        return rate
+    return min((r for r in accepted if r >= rate), default=max(accepted))
+
+
+def open_probe(encoder: str, rate: int, fmt: str, layout: str) -> int | None:
+    """Frame size (samples) when ``encoder`` opens with these settings, 0 for any size, None when it refuses them."""
+    ctx = av.CodecContext.create(encoder, "w")
+    ctx.sample_rate, ctx.format, ctx.layout, ctx.time_base = rate, fmt, layout, Fraction(1, rate)
+    try:
+        ctx.open()
+    except (av.error.FFmpegError, ValueError):
+        return None
+    return ctx.frame_size
+
+
+def trim_front(frame: av.AudioFrame, skip: int) -> av.AudioFrame | None:
+    """The frame without its first ``skip`` samples (None when nothing is left)."""
+    if skip >= frame.samples:
+        return None
+    arr = frame.to_ndarray()
+    channels = 1 if frame.format.is_planar else frame.layout.nb_channels
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr[:, skip * channels:]), format=frame.format.name,
+                                     layout=frame.layout.name)
+    out.sample_rate = frame.sample_rate
+    return out
+
+
+def silence(like: av.AudioFrame, samples: int) -> av.AudioFrame:
+    """``samples`` of silence in the format, layout and rate of ``like``."""
+    f = av.AudioFrame(format=like.format.name, layout=like.layout.name, samples=samples)
+    fill = b"\x80" if like.format.name.startswith("u8") else b"\x00"
+    for plane in f.planes:
+        plane.update(fill * plane.buffer_size)
+    f.sample_rate = like.sample_rate
+    return f
+
+
+# YUV matrices swscale converts to (AVCOL_SPC_* -> its coefficient set; SMPTE 170M and BT.470BG are both BT.601).
+SWS_MATRICES = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9}
+UNTAGGED = (0, 2, 3)                 # reserved, unspecified, reserved
+BT709, LIMITED, FULL, RGB_MATRIX = 1, 1, 2, 0
+
+
+def output_colour(tags: ColourTags | None, pix_fmt: str) -> ColourTags:
+    """The tags an output carries: the input's, each missing one as BT.709 limited range (what players assume for
+    untagged video); a matrix swscale cannot produce becomes BT.709 too (the pixels are converted with it)."""
+    tags = tags or ColourTags()
+    primaries = BT709 if tags.primaries in UNTAGGED else tags.primaries
+    transfer = BT709 if tags.transfer in UNTAGGED else tags.transfer
+    if av.VideoFormat(pix_fmt).is_rgb:
+        return ColourTags(primaries, transfer, RGB_MATRIX, FULL)
+    matrix = tags.matrix if tags.matrix in SWS_MATRICES else BT709
+    full = tags.range == FULL or pix_fmt.startswith("yuvj")
+    return ColourTags(primaries, transfer, matrix, FULL if full else LIMITED)
+
+
+class AudioEncoder:
+    """Re-encodes one decoded audio stream: resampled to a sample format, layout and rate the encoder takes, re-chunked
+    to its frame size (AAC: 1024 samples), with timestamps counted in samples from the first decoded frame's time, so
+    a track that starts late still starts late.  A jump forward in the source's timestamps is filled with silence
+    (the output stays in step with the video); samples before time 0 are dropped."""
+
+    def __init__(self, src: av.audio.stream.AudioStream, out: av.container.OutputContainer, encoder: str) -> None:
+        sctx = src.codec_context
+        codec = av.codec.Codec(encoder, "w")
+        self.rate = pick_sample_rate(sctx.sample_rate, codec.audio_rates)
+        fmt = pick_sample_format(sctx.format.name if sctx.format else None, [f.name for f in codec.audio_formats or []])
+        n = sctx.layout.nb_channels
+        candidates = [named_layout(sctx.layout), DEFAULT_LAYOUTS.get(n), "stereo" if n > 1 else "mono", "stereo"]
+        for layout in dict.fromkeys(c for c in candidates if c):
+            frame_size = open_probe(encoder, self.rate, fmt, layout)
+            if frame_size is not None:
+                break
+        else:
+            raise ValueError(f"the {encoder} encoder takes none of the layouts {candidates}")
+        self.stream = out.add_stream(encoder, rate=self.rate)
+        ctx = self.stream.codec_context
+        ctx.format, ctx.layout, ctx.time_base = fmt, layout, Fraction(1, self.rate)
+        self.layout = layout
+        self._out = out
+        self._resample = lambda: av.AudioResampler(format=fmt, layout=layout, rate=self.rate,
+                                                   frame_size=frame_size or None)
+        self._resampler = None
+        self._setup: tuple | None = None       # (format, layout, rate) the resampler was built for
+        self._in_end: float | None = None      # source time (s) where the samples given so far end
+        self._next_pts: int | None = None      # next output pts, in samples at self.rate
+        self._flushed = False
+
+    def push(self, frame: av.AudioFrame) -> None:
+        t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else self._in_end
+        if t is None:
+            t = 0.0
+        if self._in_end is not None:
+            if t - self._in_end > GAP_S:                    # the source skipped: keep the output in step
+                gap = round((t - self._in_end) * frame.sample_rate)
+                for done in range(0, gap, frame.sample_rate):   # a second at a time: memory stays small
+                    self._resampled(silence(frame, min(frame.sample_rate, gap - done)))
+            t = self._in_end                                # else continuous: timestamps rounded by the container
+        elif t < 0:                                         # before the start (priming): not played
+            trimmed = trim_front(frame, round(-t * frame.sample_rate))
+            if trimmed is None:
+                return
+            frame, t = trimmed, 0.0
+        if self._next_pts is None:
+            self._next_pts = round(t * self.rate)
+        self._in_end = t + frame.samples / frame.sample_rate
+        self._resampled(frame)
+
+    def _resampled(self, frame: av.AudioFrame) -> None:
+        setup = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if self._resampler is not None and setup != self._setup:   # the source changed format mid-stream
+            self._encode(self._resampler.resample(None))
+            self._resampler = None
+        if self._resampler is None:
+            self._resampler, self._setup = self._resample(), setup
+        frame.pts = None                                     # timed here, not by the filter graph
+        self._encode(self._resampler.resample(frame))
+
+    def _encode(self, frames: list) -> None:
+        for f in frames:
+            f.pts, f.time_base = self._next_pts, Fraction(1, self.rate)
+            self._next_pts += f.samples
+            self._out.mux(self.stream.encode(f))
+
+    def flush(self) -> None:
+        if self._flushed:
+            return
+        self._flushed = True
+        if self._resampler is not None:
+            self._encode(self._resampler.resample(None))
+        self._out.mux(self.stream.encode(None))
+
+
 class AudioCopier:
-    """Copies the source file's audio packets into the output (remux), or re-encodes where the container refuses the codec.
+    """Copies the source file's audio packets into the output (remux), or re-encodes where the container refuses the
+    codec (see :class:`AudioEncoder`: any audio FFmpeg decodes, with its start time kept).
 
     Reads the input through its own demuxer so the video stages never see audio; ``pump(t)``
     writes audio up to time t (seconds) so the file stays interleaved.
@@ -125,25 +339,26 @@ class AudioCopier:
         self._map: dict[int, tuple] = {}
         self.modes: list[str] = []
         supported = out.supported_codecs
+        container = out.format.name
         for s in self._in.streams.audio:
             name = s.codec_context.name if s.codec_context else None
             if not name or not s.codec_context.sample_rate:
                 continue
-            if name in supported:
+            codec = s.codec_context.codec.canonical_name if s.codec_context.codec else name
+            name = codec                                              # mp3, not its decoder mp3float
+            if codec in supported and not copy_refused(container, codec) and copy_works(src_path, s.index, container):
                 o = out.add_stream_from_template(s)
+                copy_layout(s, o)
                 self._map[s.index] = ("copy", s, o)
                 self.modes.append(f"copy {name}")
-            else:
-                target = "aac" if "aac" in supported else out.default_audio_codec
-                if not target or target == "none":
-                    continue
-                rate = s.codec_context.sample_rate
-                rates = av.codec.Codec(target, "w").audio_rates
-                if rates and rate not in rates:              # e.g. Opus only takes 8/12/16/24/48 kHz
-                    rate = min((r for r in rates if r >= rate), default=max(rates))
-                o = out.add_stream(target, rate=rate)
-                self._map[s.index] = ("encode", s, o)
-                self.modes.append(f"{name} -> {target}")
+                continue
+            target = "aac" if "aac" in supported else out.default_audio_codec
+            encoder = audio_encoder(target) if target and target != "none" else None
+            if encoder is None:
+                continue
+            enc = AudioEncoder(s, out, encoder)
+            self._map[s.index] = ("encode", s, enc)
+            self.modes.append(f"{name} -> {encoder}")
         self._packets = self._in.demux(*[m[1] for m in self._map.values()]) if self._map else iter(())
         self._pending = None
 
@@ -161,7 +376,7 @@ class AudioCopier:
                 continue
             if pkt.dts is None and pkt.pts is None:
                 if pkt.size == 0 and self._map[index][0] == "encode":   # end-of-stream marker: drain the decoder
-                    self._encode(pkt, index)
+                    self._decode(pkt, index)
                 continue
             t = pkt.dts if pkt.dts is not None else pkt.pts
             if until is not None and t is not None and pkt.time_base and float(t * pkt.time_base) > until:
@@ -172,19 +387,18 @@ class AudioCopier:
                 pkt.stream = o
                 self._out.mux(pkt)
             else:
-                self._encode(pkt, index)
+                self._decode(pkt, index)
 
-    def _encode(self, pkt, index: int) -> None:
-        _, _, o = self._map[index]
+    def _decode(self, pkt, index: int) -> None:
+        _, _, enc = self._map[index]
         for frame in pkt.decode():
-            frame.pts = None
-            self._out.mux(o.encode(frame))
+            enc.push(frame)
 
     def finish(self) -> None:
         self.pump(None)
-        for mode, _, o in self._map.values():
-            if mode == "encode":
-                self._out.mux(o.encode(None))
+        for mode, _, enc in self._map.values():
+            if mode == "encode":          # the decoder was drained by the demuxer's end-of-stream packet
+                enc.flush()
 
     def close(self) -> None:
         try:
@@ -197,8 +411,9 @@ class VideoFileSink:
     """Encodes ``frame.output`` (the stylized HxWx3 uint8 RGB) with the source's timestamps into a temp file.
 
     The output stream keeps the input's time base and pts (so variable frame rate survives), its
-    width and height, and its rotation (display matrix).  Opened lazily on the first frame, so a
-    source that fails early leaves no file at all.
+    width and height, its rotation (display matrix) and its colour tags (primaries, transfer, matrix, range; BT.709
+    limited where the input has none), the pixels converted to YUV with that matrix and range.  Opened lazily on the
+    first frame, so a source that fails early leaves no file at all.
     """
 
     name = "encode"
@@ -206,13 +421,15 @@ class VideoFileSink:
     def __init__(self, path: Path, *, width: int, height: int, time_base: Fraction, rate: Fraction,
                  codec: str = "libx264", crf: int | None = 18, preset: str | None = "veryfast",
                  audio_from: Path | None = None, label: str | None = None, threads: int = 0,
-                 codec_fallback: bool = False) -> None:
+                 codec_fallback: bool = False, colour: ColourTags | None = None) -> None:
         self.path, self.width, self.height = Path(path), width, height
         self.time_base, self.rate = time_base, rate
         self.codec, self.crf, self.preset = codec, crf, preset
         self.audio_from, self.threads = audio_from, threads
         self.label = label or str(path)
         self.codec_fallback = codec_fallback       # codec was chosen automatically: the container's default may replace it
+        self.colour_in = colour                    # the input's tags; self.colour: what the output carries
+        self.colour: ColourTags | None = None
         self._out = None
         self._stream = None
         self._audio: AudioCopier | None = None
@@ -241,7 +458,7 @@ class VideoFileSink:
             options["crf"] = str(self.crf)
             if self.codec == "libvpx-vp9":
                 options["b"] = "0"
-        if self.preset and self.codec in ("libx264", "libx265"):
+        if self.preset and self.codec in ("libx264", "libx265", "h264_nvenc", "hevc_nvenc"):
             options["preset"] = str(self.preset)
         s = self._out.add_stream(self.codec, rate=self.rate, options=options)
         s.width, s.height = self.width, self.height
@@ -250,21 +467,24 @@ class VideoFileSink:
         s.codec_context.time_base = self.time_base
         s.thread_type = "AUTO"
         s.thread_count = self.threads
+        self.colour = c = output_colour(self.colour_in, s.pix_fmt)
+        ctx = s.codec_context
+        ctx.color_primaries, ctx.color_trc, ctx.colorspace, ctx.color_range = c.primaries, c.transfer, c.matrix, c.range
         if first.rotation:
             s.set_display_rotation(first.rotation)
         self._stream = s
         if self.audio_from is not None:
             try:
                 self._audio = AudioCopier(self.audio_from, self._out)
-            except av.error.FFmpegError as exc:
-                raise InputError(f"{self.audio_from}: cannot read audio ({av_problem(exc)})") from exc
+            except (av.error.FFmpegError, ValueError) as exc:
+                raise InputError(f"{self.audio_from}: cannot read or re-encode its audio ({av_problem(exc)})") from exc
             self.audio_modes = self._audio.modes
 
     def write(self, frame: Frame) -> None:
         if self._out is None:
             self._open(frame)
         img = frame.output
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+        vf = self._to_yuv(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24"))
         vf.pts, vf.time_base = frame.pts, frame.time_base
         try:
             self._out.mux(self._stream.encode(vf))
@@ -273,6 +493,17 @@ class VideoFileSink:
         except av.error.FFmpegError as exc:
             raise self._error(exc) from exc
         self.frames += 1
+
+    def _to_yuv(self, rgb: av.VideoFrame) -> av.VideoFrame:
+        """The encoder's pixel format, converted with the matrix and range the output is tagged with (the encoder's own
+        conversion would use BT.601 limited whatever the tags say)."""
+        c, pix_fmt = self.colour, self._stream.pix_fmt
+        if c.matrix == RGB_MATRIX:
+            out = rgb.reformat(format=pix_fmt)
+        else:
+            out = rgb.reformat(format=pix_fmt, dst_colorspace=SWS_MATRICES[c.matrix], dst_color_range=c.range)
+        out.color_primaries, out.color_trc, out.colorspace, out.color_range = c.primaries, c.transfer, c.matrix, c.range
+        return out
 
     def _error(self, exc: Exception) -> Exception:
         if isinstance(exc, av.error.InvalidDataError) and self.audio_from is not None:

@@ -23,9 +23,15 @@ Flow-guided smoothing (``FlowSmoothing``):
    stylization (no ghost trails).
 4. A scene cut (mean absolute difference of tiny grayscale inputs above
    ``cut_threshold``) or a frame-size change resets the memory.
+Steps 1, 2 and 4 look at the inputs only (:meth:`FlowSmoothing.estimate` -> :class:`FlowStep`); step 3
+needs the previous output (:meth:`FlowSmoothing.blend`). The GPU path (``streamer.inflight_stage``) runs
+the first half on the CPU and the second on the device, where the previous output is: torch ops in
+``engines.torch``, the ``flow_blend_u8`` kernel and its NumPy twin ``ref_flow_blend`` in ``engines.cuda_kernels``.
 Numbers and the choice of defaults: benchmarks/RESULTS.md, section "Temporal consistency".
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -37,6 +43,13 @@ SMOOTH_MODES = ("off", "ema", "flow")
 # mode that meets the flicker target (E_warp <= 0.25 x teacher per frame; flow 0.19x, ema 0.57x) without
 # ghost trails, while SSIM/texture/drift stay within bounds; ~5 ms per 640x360 frame on the 2-core CPU.
 DEFAULT_SMOOTH = "flow"
+
+
+class FlowStep(NamedTuple):
+    """What :meth:`FlowSmoothing.estimate` finds from the inputs alone, at the flow resolution (SHxSW)."""
+
+    flow: np.ndarray      # SHxSWx2 float32 backward flow (current -> previous), in pixels of the blended frame
+    weight: np.ndarray    # SHxSW float32 weight of the warped previous output, (1 - alpha) x confidence
 
 
 class NoSmoothing:
@@ -101,7 +114,8 @@ class FlowSmoothing:
             self._dis.setFinestScale(finest_scale)
         self.cuts = 0                  # scene cuts detected since construction (for stats and tests)
         self.last_weight: np.ndarray | None = None   # small-resolution weight of the warped previous output, last frame
-        self._size: tuple[int, int] | None = None
+        self._size: tuple[int, int] | None = None         # frame size estimate() is set up for
+        self._blend_size: tuple[int, int] | None = None   # frame size blend()'s buffers have
         self.reset()
 
     # --- state --------------------------------------------------------------------------
@@ -115,47 +129,67 @@ class FlowSmoothing:
         s = self.flow_side / max(h, w)
         self._sw, self._sh = max(8, round(w * s)), max(8, round(h * s))
         self._grid_small = pixel_grid(self._sh, self._sw)
+        self._scale_small_to_full = np.array([w / self._sw, h / self._sh], np.float32)
+        self._size = (h, w)
+
+    def _allocate_blend(self, h: int, w: int) -> None:
+        """The full-size buffers of :meth:`blend`, kept apart so blending never changes what estimate tracks."""
         self._grid_full = pixel_grid(h, w)
         self._map_full = np.empty((h, w, 2), np.float32)
         self._flow_full = np.empty((h, w, 2), np.float32)
         self._w_full = np.empty((h, w), np.float32)
         self._w_cur = np.empty((h, w), np.float32)
         self._warped = np.empty((h, w, 3), np.uint8)
-        self._scale_small_to_full = np.array([w / self._sw, h / self._sh], np.float32)
-        self._size = (h, w)
+        self._blend_size = (h, w)
 
     # --- per frame ----------------------------------------------------------------------
     def __call__(self, frame: np.ndarray, stylized: np.ndarray) -> np.ndarray:
-        h, w = stylized.shape[:2]
-        if frame.shape[:2] != (h, w):
-            raise ValueError(f"frame {frame.shape[1]}x{frame.shape[0]} and stylized {w}x{h} differ in size")
+        if frame.shape[:2] != stylized.shape[:2]:
+            raise ValueError(f"frame {frame.shape[1]}x{frame.shape[0]} and stylized {stylized.shape[1]}x"
+                             f"{stylized.shape[0]} differ in size")
+        step = self.estimate(frame)
+        out = stylized if step is None else self.blend(step, self._prev_out, stylized)
+        self._prev_out = out.copy() if out is stylized else out
+        return out
+
+    def estimate(self, frame: np.ndarray) -> FlowStep | None:
+        """The part that looks at the *inputs* only: flow and blend weight for this frame at the flow resolution,
+        or None where the frame starts afresh (the first frame, after a reset or a size change, a scene cut).
+
+        The GPU path runs this on the CPU at submit time and the warp + blend (:meth:`blend`'s definition,
+        ``engines.cuda_kernels.ref_flow_blend``) on the device, where the previous output lives."""
+        h, w = frame.shape[:2]
         if self._size != (h, w):
             self.reset()
             self._allocate(h, w)
         # Gray first, then an area (anti-aliased) downscale: 2.5x cheaper than area-resizing 3 channels.
         small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (self._sw, self._sh), interpolation=cv2.INTER_AREA)
         tiny = cv2.resize(small, (32, max(1, round(32 * self._sh / self._sw))), interpolation=cv2.INTER_AREA)
-        prev_small, prev_tiny, prev_out = self._prev_small, self._prev_tiny, self._prev_out
+        prev_small, prev_tiny = self._prev_small, self._prev_tiny
         self._prev_small, self._prev_tiny = small, tiny
-        if prev_out is None:
-            self._prev_out = stylized.copy()
-            return stylized
+        if prev_small is None:
+            return None
         if cv2.norm(tiny, prev_tiny, cv2.NORM_L1) / tiny.size > self.cut_threshold:
             self.cuts += 1
-            self._prev_out = stylized.copy()
-            return stylized
-
+            return None
         conf = self._confidence(small, prev_small)
         self.last_weight = conf
-        # Upsample the backward flow and the blend weight; warp the previous output onto this frame.
-        cv2.resize(self._flow_small, (w, h), dst=self._flow_full, interpolation=cv2.INTER_LINEAR)
+        return FlowStep(self._flow_small, conf)
+
+    def blend(self, step: FlowStep, prev_out: np.ndarray, stylized: np.ndarray) -> np.ndarray:
+        """The part that needs the previous *output*: warp it onto this frame with the backward flow, blend.
+
+        Upsample the flow and the weight to the frame (bilinear), sample ``prev_out`` at ``x + flow(x)``
+        (bilinear, border replicated), ``out = w * warped + (1 - w) * stylized``."""
+        h, w = stylized.shape[:2]
+        if self._blend_size != (h, w):
+            self._allocate_blend(h, w)
+        cv2.resize(step.flow, (w, h), dst=self._flow_full, interpolation=cv2.INTER_LINEAR)
         cv2.add(self._grid_full, self._flow_full, dst=self._map_full)
         cv2.remap(prev_out, self._map_full, None, self._interp, dst=self._warped, borderMode=cv2.BORDER_REPLICATE)
-        cv2.resize(conf, (w, h), dst=self._w_full, interpolation=cv2.INTER_LINEAR)
+        cv2.resize(step.weight, (w, h), dst=self._w_full, interpolation=cv2.INTER_LINEAR)
         cv2.subtract(1.0, self._w_full, dst=self._w_cur)
-        out = cv2.blendLinear(self._warped, stylized, self._w_full, self._w_cur)
-        self._prev_out = out
-        return out
+        return cv2.blendLinear(self._warped, stylized, self._w_full, self._w_cur)
 
     def _confidence(self, small: np.ndarray, prev_small: np.ndarray) -> np.ndarray:
         """Weight of the warped previous output per small pixel: (1 - alpha) x confidence in 0..1.
@@ -231,13 +265,33 @@ class SwitchableSmoother:
     def reset(self) -> None:
         self._reset = True
 
-    def __call__(self, frame: np.ndarray, stylized: np.ndarray) -> np.ndarray:
+    def set_mode(self, mode: str) -> None:
+        """Switch between ema and flow while running (live's last resort on a slow machine): starts over."""
+        if mode != self.mode:
+            self._impl, self.mode, self._reset = make_smoother(mode), mode, True
+
+    def next_frame(self) -> tuple[str, bool]:
+        """(mode for the next frame, whether it starts afresh): "off" while disabled; afresh after a toggle, a
+        reset, a mode change or a style switch. For smoothing done elsewhere (on a device, ``streamer.inflight_stage``)
+        with :attr:`impl`; ``__call__`` does the same before it blends."""
         if not self.enabled:
-            return stylized
+            return "off", False
         gen = self._current_generation()
-        if self._reset or gen != self._generation:
+        fresh = self._reset or gen != self._generation
+        self._reset, self._generation = False, gen
+        return self.mode, fresh
+
+    @property
+    def impl(self) -> NoSmoothing | EmaSmoothing | FlowSmoothing:
+        """The smoother of the current mode (its parameters, and FlowSmoothing's estimate/blend halves)."""
+        return self._impl
+
+    def __call__(self, frame: np.ndarray, stylized: np.ndarray) -> np.ndarray:
+        mode, fresh = self.next_frame()
+        if mode == "off":
+            return stylized
+        if fresh:
             self._impl.reset()
-            self._reset, self._generation = False, gen
         return self._impl(frame, stylized)
 
     @property

@@ -19,11 +19,14 @@ from streamer.sample_media import painting, panning_frames, write_clip as make_c
 
 
 def probe(path: Path) -> dict:
-    """What the fidelity tests compare: size, time base, pts of every frame, rotation, audio."""
+    """What the fidelity tests compare: size, time base, pts of every frame, rotation, colour tags, audio."""
     with av.open(str(path)) as c:
         v = c.streams.video[0]
         info = {"width": v.codec_context.width, "height": v.codec_context.height, "time_base": v.time_base,
                 "video_codec": v.codec_context.name,
+                # colour tags as FFmpeg numbers: primaries, transfer, matrix, range (2, 2, 2, 0: none)
+                "colour": (v.codec_context.color_primaries, v.codec_context.color_trc, v.codec_context.colorspace,
+                           v.codec_context.color_range),
                 "audio": [(a.codec_context.name, a.time_base) for a in c.streams.audio]}
         frames = list(c.decode(v))
         info["pts"] = [f.pts for f in frames]

@@ -20,7 +20,7 @@ from distill.train import TrainConfig, train  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
-SHIPPED_ONNX = REPO / "streamer" / "models" / "student.onnx"
+SHIPPED_ONNX = REPO / "streamer" / "models" / "student_live.onnx"
 
 
 @pytest.fixture(scope="module")
@@ -109,17 +109,41 @@ def test_student_costs_at_most_a_fifth_of_the_teacher() -> None:
 
 
 @pytest.mark.skipif(not SHIPPED_ONNX.exists(), reason="no shipped student weights yet")
-def test_shipped_student_beats_the_trivial_baseline_on_heldout_images(tmp_path: Path) -> None:
+def test_shipped_student_beats_a_colour_transfer_on_heldout_images(tmp_path: Path) -> None:
+    """The shipped student against the teacher, next to what no network at all reaches: a Reinhard colour transfer
+    (the photo's Lab mean and std matched to the painting's) measured on the same pairs."""
+    from distill.evaluate import heldout_files
+    from distill.teacher import Teacher
+    from streamer.media_files import center_square, read_image
+    from streamer.metrics import color_error, downscale, psnr, reinhard_transfer, ssim
+
     report = evaluate(str(SHIPPED_ONNX), None, content_dir=str(DATA / "content"), styles_dir=str(DATA / "styles"),
                       side=256, max_pairs=6, sheet=str(tmp_path / "sheet.png"))
     m = report["mean"]
-    # the trivial baseline is the content image itself against the teacher's output. Measured 2026-11-28 on these
-    # 6 pairs at 256 px with the stage-4 student (see the model card): SSIM/4 0.689 vs 0.593, PSNR 16.9 vs 12.4 dB,
-    # texture 1.13x (the stage-3 student: 0.657, 16.3 dB, 1.15x).
-    # The margins below are what a student that learned the styles must keep, and a blurry one cannot.
-    assert m["ssim_quarter"] >= m["baseline_ssim_quarter"] + 0.06
-    assert m["psnr_full"] >= m["baseline_psnr_full"] + 3.0
-    assert m["texture_ratio"] >= 0.6
+    contents, styles = heldout_files(None, str(DATA / "content"), str(DATA / "styles"))
+    teacher, ct = Teacher(), {"ssim_quarter": [], "psnr_full": [], "color_error": []}
+    for cpath in contents:
+        img = center_square(read_image(cpath), 256)
+        for spath in styles:
+            painting = read_image(spath)
+            t, c = teacher.stylize(img, teacher.style_vector(painting)), reinhard_transfer(img, painting)
+            ct["ssim_quarter"].append(ssim(downscale(c), downscale(t)))
+            ct["psnr_full"].append(psnr(c, t))
+            ct["color_error"].append(color_error(c, t))
+    ct = {k: float(np.mean(v)) for k, v in ct.items()}
+    assert report["pairs"] == 6 and abs(ct["ssim_quarter"] - m["colortransfer_ssim_quarter"]) < 1e-6
+    # Measured 2026-12-01 on these 6 pairs at 256 px, shipped streamer/models/student_live.onnx (the v2 live tier) vs
+    # the colour transfer (vs the photo itself): style score 0.734 vs 0.500, colour error 16.2 vs 22.5 (36.4), PSNR
+    # 16.02 vs 15.08 (12.44) dB, SSIM/4 0.659 vs 0.662 (0.593), periodic peak 18.5 (the teacher against itself
+    # shifted by 3 px: 3-5; a crosshatch: hundreds). The v2 student trades some pixel fidelity for stylization: a
+    # colour transfer keeps the photo's structure, which SSIM/4 rewards, so the lines that a network that learned no
+    # more than the palette cannot pass are the style score and the colour error.
+    assert m["style_score"] >= m["colortransfer_style_score"] + 0.15, (m["style_score"], m["colortransfer_style_score"])
+    assert m["color_error"] <= 0.85 * ct["color_error"], (m["color_error"], ct["color_error"])
+    assert m["psnr_full"] >= ct["psnr_full"] + 0.5, (m["psnr_full"], ct["psnr_full"])
+    assert m["ssim_quarter"] >= m["baseline_ssim_quarter"] + 0.04, (m["ssim_quarter"], m["baseline_ssim_quarter"])
+    assert m["periodic_peak"] < 50                        # no crosshatch the teacher does not paint
+    assert m["texture_ratio"] >= 0.6                      # and not by blurring
     assert (tmp_path / "sheet.png").stat().st_size > 10_000
 
 

@@ -1,5 +1,9 @@
 """The uint8 <-> NCHW and temporal-blend kernels: NumPy twins checked on the CPU, the CUDA source on a GPU.
 
+The flow warp + blend twin is checked against its formula written out per pixel and against the CPU smoother
+(``streamer.temporal.FlowSmoothing``) on real frames; where nvcc is installed, the CUDA source is compiled to
+PTX on the CPU too.
+
 The GPU tests compile ``engines.cuda_kernels.KERNEL_SOURCE`` with pycuda (nvcc) and with
 CuPy (NVRTC), whichever is installed, and compare every output element with the NumPy
 twin on fresh random frames, after poisoning the output buffers.
@@ -7,13 +11,19 @@ twin on fresh random frames, after poisoning the output buffers.
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 
 import cv2
 import numpy as np
 import pytest
 
 from engines import cuda_kernels as ck
-from streamer.temporal import EmaSmoothing
+from streamer.sample_media import panning_frames
+from streamer.temporal import EmaSmoothing, FlowSmoothing
+
+# OpenCV 5's remap samples at the exact position (as the kernel does); OpenCV 4's rounds it to 1/32 pixel first.
+FLOW_TOL = 1 if int(cv2.__version__.split(".")[0]) >= 5 else 3
 
 
 def frames_u8(rng, n, h, w):
@@ -117,6 +127,119 @@ def test_launch_specs_pick_the_dtype_variant_and_refuse_double_reflection():
     assert name == "nchw_to_u8hwc_f32" and grid == (60, 135, 1)
     with pytest.raises(ValueError, match="reflection"):
         ck.to_nchw_launch("s", "d", 1, 4, 4, 12, 4, 4, 16, 16, False, np.float32)
+
+
+def flow_blend_by_hand(prev, cur, flow, weight):
+    """``flow_blend_u8`` written out per pixel in float32 scalars (no array ops): upsample flow and weight
+    (half-pixel centres, clamped), sample ``prev`` bilinearly at x + flow (corners clamped), round half up, then
+    round((w * warped + (1 - w) * cur) / (w + (1 - w) + 1e-5)) half to even."""
+    f32 = np.float32
+    h, w = cur.shape[:2]
+    sh, sw = weight.shape
+
+    def up(i, n_out, n_in):
+        s = max(f32(i + 0.5) * f32(n_in / n_out) + f32(-0.5), f32(0))
+        a = min(int(s), n_in - 1)
+        return a, min(a + 1, n_in - 1), s - f32(a)
+
+    def lerp(get, y0, y1, x0, x1, fy, fx):
+        top = get(y0, x0) * (f32(1) - fx) + get(y0, x1) * fx
+        bot = get(y1, x0) * (f32(1) - fx) + get(y1, x1) * fx
+        return top * (f32(1) - fy) + bot * fy
+
+    out = np.zeros_like(cur)
+    for y in range(h):
+        ya, yb, fy = up(y, h, sh)
+        for x in range(w):
+            xa, xb, fx = up(x, w, sw)
+            u = lerp(lambda j, i: f32(flow[j, i, 0]), ya, yb, xa, xb, fy, fx)
+            v = lerp(lambda j, i: f32(flow[j, i, 1]), ya, yb, xa, xb, fy, fx)
+            wt = lerp(lambda j, i: f32(weight[j, i]), ya, yb, xa, xb, fy, fx)
+            sx, sy = min(max(f32(x) + u, f32(-1e9)), f32(1e9)), min(max(f32(y) + v, f32(-1e9)), f32(1e9))
+            x0, y0 = math.floor(sx), math.floor(sy)
+            ax, ay = sx - f32(x0), sy - f32(y0)
+            xl, xr = min(max(x0, 0), w - 1), min(max(x0 + 1, 0), w - 1)
+            yt, yd = min(max(y0, 0), h - 1), min(max(y0 + 1, 0), h - 1)
+            keep = f32(1) - wt
+            for c in range(3):
+                warped = f32(math.floor(lerp(lambda j, i: f32(prev[j, i, c]), yt, yd, xl, xr, ay, ax) + f32(0.5)))
+                o = np.rint((wt * warped + keep * f32(cur[y, x, c])) / (wt + keep + f32(1e-5)))
+                out[y, x, c] = int(min(max(o, f32(0)), f32(255)))
+    return out
+
+
+def test_ref_flow_blend_matches_the_formula_pixel_by_pixel():
+    rng = np.random.default_rng(7)
+    prev, cur = frames_u8(rng, 2, 9, 13)
+    flow = rng.uniform(-5, 5, (4, 6, 2)).astype(np.float32)            # some sources outside the frame
+    weight = rng.random((4, 6), dtype=np.float32)
+    got = ck.ref_flow_blend(prev, cur, flow, weight)
+    assert got.dtype == np.uint8 and got.shape == (9, 13, 3)
+    np.testing.assert_array_equal(got, flow_blend_by_hand(prev, cur, flow, weight))
+    # no weight: the current frame exactly; no flow and full weight: the previous output exactly
+    np.testing.assert_array_equal(ck.ref_flow_blend(prev, cur, flow, np.zeros_like(weight)), cur)
+    np.testing.assert_array_equal(ck.ref_flow_blend(prev, cur, np.zeros_like(flow), np.ones_like(weight)), prev)
+
+
+@pytest.mark.parametrize("size", [(160, 120), (97, 61)])
+def test_ref_flow_blend_matches_the_cpu_flow_smoother_on_real_frames(size):
+    """The twin and FlowSmoothing.blend (cv2.resize, cv2.remap, cv2.blendLinear) on the flow and weights that
+    FlowSmoothing.estimate finds on a real pan; the twin's output feeds the next frame, as on the device."""
+    w, h = size
+    frames = panning_frames(w, h, 40)[:8]
+    smoother = FlowSmoothing()
+    prev = None
+    blended = 0
+    for f in frames:
+        stylized = cv2.GaussianBlur(255 - f, (0, 0), 1.0)      # any picture that is not the input
+        step = smoother.estimate(f)
+        if step is None:
+            prev = stylized
+            continue
+        want = smoother.blend(step, prev, stylized)
+        got = ck.ref_flow_blend(prev, stylized, step.flow, step.weight)
+        d = np.abs(got.astype(int) - want)
+        assert d.max() <= FLOW_TOL and (d == 0).mean() > (0.999 if FLOW_TOL == 1 else 0.95), (d.max(), (d == 0).mean())
+        assert not np.array_equal(got, stylized)              # it did blend
+        blended += 1
+        prev = got
+    assert blended == len(frames) - 1
+    # estimate + blend is what FlowSmoothing's __call__ does
+    again, calls = FlowSmoothing(), []
+    for f in frames:
+        calls.append(again(f, cv2.GaussianBlur(255 - f, (0, 0), 1.0)))
+    split, sm, prev = [], FlowSmoothing(), None
+    for f in frames:
+        y = cv2.GaussianBlur(255 - f, (0, 0), 1.0)
+        step = sm.estimate(f)
+        prev = y if step is None else sm.blend(step, prev, y)
+        split.append(prev)
+    for a, b in zip(calls, split):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_flow_blend_launch_spec():
+    name, grid, args = ck.flow_blend_launch("p", "c", "f", "w", "d", 405, 720, 108, 192)
+    assert name == "flow_blend_u8" and grid == (23, 51, 1) and len(args) == 11
+    assert args[5:9] == (405, 720, 108, 192) and args[9] == np.float32(108 / 405) and args[10] == np.float32(192 / 720)
+
+
+def test_kernel_source_compiles_to_ptx_where_nvcc_is_installed(tmp_path):
+    """No GPU needed: nvcc compiles the source that pycuda (nvcc) and CuPy (NVRTC) build on a GPU machine."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc not installed (the GPU tests compile the kernels on a GPU machine)")
+    src, ptx = tmp_path / "kernels.cu", tmp_path / "kernels.ptx"
+    src.write_text(ck.KERNEL_SOURCE)
+    r = subprocess.run([nvcc, "-ptx", "-O3", "-o", str(ptx), str(src)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    text = ptx.read_text()
+    for name in ("flow_blend_u8", "u8hwc_to_nchw_f32", "u8hwc_to_nchw_f16", "nchw_to_u8hwc_f32", "nchw_to_u8hwc_f16"):
+        assert f".entry {name}(" in text, name
+    body = text[text.index(".entry flow_blend_u8("):]
+    body = body[:body.index("\n}\n")]
+    assert "fma." not in body                  # every product and sum rounded on its own, as in the twin
+    assert "div.rn.f32" in body and "cvt.rni.f32.f32" in body     # IEEE division, round half to even
 
 
 # ---------------------------------------------------------------- the CUDA source on a GPU
@@ -244,3 +367,19 @@ def test_gpu_to_u8hwc_and_ema_match_numpy(gpu, dtype, bgr):
                                           alpha=0.35, first=step == 0)
         got = gpu.get(dst, (n, h, w, 3), np.uint8)
         assert np.abs(got.astype(int) - want).max() <= 1 and (got == want).mean() > 0.999
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("size", [(45, 77, 12, 20), (90, 160, 34, 60)])
+def test_gpu_flow_blend_matches_numpy(gpu, size):
+    h, w, sh, sw = size
+    rng = np.random.default_rng()
+    prev, cur = frames_u8(rng, 2, h, w)
+    flow = rng.uniform(-6, 6, (sh, sw, 2)).astype(np.float32)
+    weight = rng.random((sh, sw), dtype=np.float32)
+    dst = gpu.empty(h * w * 3)
+    gpu.launch(ck.flow_blend_launch(gpu.to_dev(prev), gpu.to_dev(cur), gpu.to_dev(flow), gpu.to_dev(weight), dst,
+                                    h, w, sh, sw))
+    got = gpu.get(dst, (h, w, 3), np.uint8)
+    want = ck.ref_flow_blend(prev, cur, flow, weight)
+    assert np.abs(got.astype(int) - want).max() <= 1 and (got == want).mean() > 0.999

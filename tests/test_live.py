@@ -20,7 +20,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import REPO, make_clip, painting, run_cli
+from conftest import REPO, make_clip, painting, panning_frames, run_cli
 
 from engines.base import IdentityEngine
 from streamer.errors import InputError
@@ -339,3 +339,156 @@ def test_cli_end_of_file_and_bad_input(pan_clip, tmp_path):
         assert r.returncode == 2, (args, r.stderr)
         assert text in r.stderr and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+# --- a network source that pauses (issue 21 item 4, issue 22 item 3) --------------------------------
+class UdpSender:
+    """A real H.264/MPEG-TS stream over UDP at 30 fps from a thread; ``pause()`` stops the packets (the socket stays
+    open, as a camera whose encoder stalls), ``resume()`` sends again; ``restart=True`` closes and reopens the
+    stream on resume (a camera that rebooted: new headers, timestamps from 0)."""
+
+    def __init__(self, port: int, *, restart: bool = False) -> None:
+        self.port, self.restart = port, restart
+        self.sending = threading.Event()
+        self.sending.set()
+        self.done = threading.Event()
+        self.paused_at: float | None = None
+        self.resumed_at: float | None = None
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _open(self):
+        c = av.open(f"udp://127.0.0.1:{self.port}?pkt_size=1316", "w", format="mpegts")
+        s = c.add_stream("libx264", rate=30, options={"preset": "ultrafast", "tune": "zerolatency", "g": "15"})
+        s.width, s.height, s.pix_fmt = 160, 96, "yuv420p"
+        return c, s
+
+    def _run(self) -> None:
+        c, s = self._open()
+        frames = panning_frames(160, 96, 60)
+        t0, i = time.perf_counter(), 0
+        try:
+            while not self.done.is_set():
+                if not self.sending.is_set():
+                    if self.restart and c is not None:
+                        c.close()
+                        c = None
+                    self.sending.wait(0.05)
+                    t0, i = time.perf_counter(), (0 if self.restart else i)
+                    continue
+                if c is None:
+                    c, s = self._open()
+                vf = av.VideoFrame.from_ndarray(frames[self.sent % len(frames)], format="rgb24")
+                vf.pts, vf.time_base = self.sent if not self.restart else i, Fraction(1, 30)
+                c.mux(s.encode(vf))
+                self.sent += 1
+                i += 1
+                time.sleep(max(0.0, t0 + i / 30 - time.perf_counter()))
+        finally:
+            if c is not None:
+                c.close()
+
+    def pause(self) -> None:
+        self.paused_at = time.perf_counter()
+        self.sending.clear()
+
+    def resume(self) -> None:
+        self.resumed_at = time.perf_counter()
+        self.sending.set()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.sending.set()
+        self._thread.join(5)
+
+
+def _udp_session(port: int, *, encoder, **kw) -> tuple[LiveSession, list[tuple[float, str]]]:
+    said: list[tuple[float, str]] = []
+    session = LiveSession(LiveOptions(source=f"udp://127.0.0.1:{port}", sinks=["null"], smooth="off", max_size=0,
+                                      **kw),
+                          engine=IdentityEngine(), encoder=encoder, say=lambda m: said.append((time.perf_counter(), m)))
+    return session, said
+
+
+@pytest.mark.parametrize("pause_s", [3.5, 9.0])
+def test_duration_holds_while_a_udp_source_pauses_and_reconnects(encoder, pause_s):
+    """--duration 6 with a source that stops for 3.5 s and comes back (the reopen blocks until data comes: it used to
+    end after 15 s), and one that is still away at the deadline (the reopen is abandoned)."""
+    port = free_udp_port()
+    sender = UdpSender(port)
+    try:
+        session, said = _udp_session(port, encoder=encoder, reconnect=True, duration=6.0)
+        timers = [threading.Timer(1.0, sender.pause), threading.Timer(1.0 + pause_s, sender.resume)]
+        for t in timers:
+            t.start()
+        t0 = time.perf_counter()
+        try:
+            r = session.run()
+        finally:
+            elapsed = time.perf_counter() - t0
+            for t in timers:
+                t.cancel()
+            session.close()
+    finally:
+        sender.stop()
+    print(f"--duration 6, source away {pause_s} s: ended after {elapsed:.2f} s")
+    assert r.ended == "duration"
+    assert elapsed < 6.0 + 1.0, f"--duration 6 ended after {elapsed:.2f} s"
+    assert r.frames_in > 10
+    assert any("no data for 2 s; reconnecting" in m for _, m in said), said
+
+
+def test_udp_source_that_stops_for_5_s_and_resumes(encoder):
+    """With --reconnect the run goes on after the outage (the sender restarts its stream, as a rebooted camera);
+    the source notices the outage URL_READ_TIMEOUT_S after the last packet."""
+    port = free_udp_port()
+    sender = UdpSender(port, restart=True)
+    before: list[int] = []
+    try:
+        session, said = _udp_session(port, encoder=encoder, reconnect=True, duration=11.0)
+
+        def pause() -> None:
+            before.append(session.stats.runner.frames_in)
+            sender.pause()
+
+        timers = [threading.Timer(2.0, pause), threading.Timer(7.0, sender.resume)]
+        for t in timers:
+            t.start()
+        try:
+            r = session.run()
+        finally:
+            for t in timers:
+                t.cancel()
+            session.close()
+    finally:
+        sender.stop()
+    noticed = [t for t, m in said if "no data for 2 s" in m]
+    assert noticed, said
+    detect_s = noticed[0] - sender.paused_at
+    print(f"dead source noticed {detect_s:.2f} s after the last packet; {r.frames_in - before[0]} frames after it")
+    assert 1.5 < detect_s < 3.5
+    assert any(m.endswith("reconnected") for _, m in said), said
+    assert r.reconnects >= 1 and r.ended == "duration"
+    assert r.frames_in - before[0] > 30, (before, r.frames_in)        # ~3 s of 30 fps after the resume
+
+
+def test_udp_source_that_stops_without_reconnect_ends_cleanly_with_the_reason(tmp_path):
+    port = free_udp_port()
+    sender = UdpSender(port)
+    try:
+        proc = _start(["--source", f"udp://127.0.0.1:{port}", "--sink", "null", "--model", "identity", "--json",
+                       "--smooth", "off", "--max-size", "0"])
+        _wait_for_stats_line(proc)
+        sender.pause()
+        out, err = proc.communicate(timeout=20)
+        ended_after = time.perf_counter() - sender.paused_at
+        threading.Timer(0, sender.resume).start()           # it comes back, but the run has ended
+    finally:
+        sender.stop()
+    assert proc.returncode == 0, err
+    stats = json.loads(out)
+    assert stats["ended"] == "end of source (no data for 2 s)" and stats["frames_in"] > 0
+    assert f"udp://127.0.0.1:{port}: no data for 2 s; stopping (use --reconnect to wait for it to come back)" in err
+    assert "Traceback" not in err
+    assert ended_after < 2.0 + 2.5, f"the run ended {ended_after:.1f} s after the source stopped"

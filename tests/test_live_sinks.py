@@ -1,9 +1,12 @@
 """Live sinks that need a display or a device: the preview window under Xvfb (screenshot, hotkeys through
 xdotool), and everything around pyvirtualcam (format, size, pacing, the error text with the modprobe line).
 
-Skipped with the reason when Xvfb, a GUI OpenCV, xdotool or pyvirtualcam is missing.  pyvirtualcam's
-own device layer is exercised through its public ``register_backend`` hook with a backend that
-records what it is sent (the v4l2loopback kernel module cannot be loaded here).
+``make test`` installs the ``live`` extra (pyvirtualcam) and ``.ci/run`` installs Xvfb and xdotool where it can.
+A test is skipped, with the reason, only when what it needs cannot run here: pyvirtualcam missing (the virtual camera
+tests), no Xvfb, an OpenCV without GUI, or Qt that cannot open a plain window under Xvfb (probed on its own, without
+streamer); a streamer window that shows nothing is a failure.  pyvirtualcam's own device layer is exercised through
+its public ``register_backend`` hook with a backend that records what it is sent (the v4l2loopback kernel module
+cannot be loaded here).
 """
 from __future__ import annotations
 
@@ -31,9 +34,33 @@ from streamer.pipeline import Frame
 
 
 def frame_of(img: np.ndarray, seq: int = 0) -> Frame:
-    f = Frame(seq, seq * 3000, LIVE_TIME_BASE, time.perf_counter(), img)
-    f.extras["stylized"] = img
-    return f
+    return Frame(seq, seq * 3000, LIVE_TIME_BASE, time.perf_counter(), img, stylized=img)
+
+
+# A plain OpenCV window, nothing of streamer's: tells "Qt cannot start under this Xvfb" from "streamer's window is
+# broken".
+QT_PROBE = """
+import cv2, numpy as np
+cv2.namedWindow("probe", cv2.WINDOW_NORMAL)
+cv2.imshow("probe", np.full((60, 80, 3), 200, np.uint8))
+for _ in range(5):
+    cv2.waitKey(20)
+cv2.destroyAllWindows()
+print("window ok")
+"""
+QT_PROBE_AFTER_AV = "import av\n" + QT_PROBE     # the same window in a process that loaded PyAV first, as streamer does
+
+
+def qt_window_problem(env: dict, code: str = QT_PROBE, timeout: float = 20) -> str | None:
+    """None when a child process opens an OpenCV window on env's display, else what went wrong."""
+    try:
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"cv2.namedWindow hung for {timeout:.0f} s"
+    if "window ok" in r.stdout:
+        return None
+    err = [x for x in r.stderr.splitlines() if x.strip() and "QFont" not in x and "Qt no longer ships fonts" not in x]
+    return f"exit {r.returncode}: {' / '.join(err[-3:]) or 'no message'}"
 
 
 # --- window ---------------------------------------------------------------------------------------
@@ -49,17 +76,27 @@ def xvfb():
             break
     display = f":{n}"
     proc = subprocess.Popen(["Xvfb", display, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for _ in range(100):
-        if os.path.exists(f"/tmp/.X11-unix/X{n}"):
+        if os.path.exists(f"/tmp/.X11-unix/X{n}") or proc.poll() is not None:
             break
         time.sleep(0.05)
-    else:
+    if not os.path.exists(f"/tmp/.X11-unix/X{n}"):
         proc.kill()
-        pytest.skip("Xvfb did not start")
-    yield display
-    proc.terminate()
-    proc.wait(5)
+        pytest.skip(f"Xvfb did not start on {display}: {one_line_of(proc.communicate()[1])}")
+    try:
+        problem = qt_window_problem(dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb"))
+        if problem:
+            pytest.skip(f"Qt cannot open even a plain OpenCV window under this Xvfb ({problem})")
+        yield display
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def one_line_of(text: str | None) -> str:
+    lines = [x.strip() for x in (text or "").splitlines() if x.strip()]
+    return lines[-1] if lines else "no message"
 
 
 def screenshot(display: str) -> np.ndarray:
@@ -101,11 +138,17 @@ def test_window_under_xvfb_shows_frames_and_takes_hotkeys(xvfb, tmp_path):
             except queue.Empty:
                 continue
             live = line.startswith("streamer live: in") and " out   0.0" not in line
-        if not live:
+        if not live:              # Qt opens a plain window here (the fixture checked): streamer's window is broken
             proc.kill()
-            proc.communicate()
-            pytest.skip("no frames in the window after 25 s: Qt's xcb platform did not start under this Xvfb "
-                        "(seen on this machine: a hang in Qt's MIT-SHM query inside cv2.namedWindow)")
+            proc.wait()
+            stderr = [x for x in iter(lambda: lines.get_nowait() if not lines.empty() else None, None)
+                      if "QFont" not in x and "Qt no longer ships fonts" not in x]
+            after_av = qt_window_problem(env, QT_PROBE_AFTER_AV)
+            why = (f"; a plain OpenCV window in a process that imported PyAV first fails too ({after_av}): PyAV's "
+                   "and OpenCV's wheels vendor libxcb-shm/-xfixes/-shape under the same file names, linked to "
+                   "different libxcb builds, and the first loaded (PyAV's) serves Qt" if after_av else "")
+            pytest.fail(f"no frames in the streamer window after 25 s, while Qt opens a plain window under this "
+                        f"Xvfb{why}; streamer's stderr: {' / '.join(x.strip() for x in stderr[-5:]) or 'nothing'}")
         time.sleep(0.5)
         shot = screenshot(xvfb)
         import cv2
@@ -144,7 +187,11 @@ def test_window_under_xvfb_shows_frames_and_takes_hotkeys(xvfb, tmp_path):
 
 
 # --- virtual camera ------------------------------------------------------------------------------
-pyvirtualcam = pytest.importorskip("pyvirtualcam", reason="pyvirtualcam is not installed (pip install pyvirtualcam)")
+def test_virtualcam_without_pyvirtualcam_says_how_to_install_it(monkeypatch):
+    """The one virtual camera test that runs without pyvirtualcam: the error names the package to install."""
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", None)          # import pyvirtualcam -> ImportError
+    with pytest.raises(InputError, match=r"pyvirtualcam is not installed.*streamer\[live\]"):
+        VirtualCamSink(64, 48, 30)
 
 
 class RecordingBackend:
@@ -174,7 +221,13 @@ class RecordingBackend:
 
 
 @pytest.fixture
-def recording_cam():
+def pyvirtualcam():
+    """pyvirtualcam, or a skip with the reason (``make test`` installs it with the live extra)."""
+    return pytest.importorskip("pyvirtualcam", reason="pyvirtualcam is not installed (pip install 'streamer[live]')")
+
+
+@pytest.fixture
+def recording_cam(pyvirtualcam):
     pyvirtualcam.register_backend("streamer-test", RecordingBackend)
     RecordingBackend.instances.clear()
     yield RecordingBackend.instances
@@ -188,7 +241,7 @@ def _loopback_present() -> bool:
     return False
 
 
-def test_virtualcam_missing_device_gives_modprobe_line():
+def test_virtualcam_missing_device_gives_modprobe_line(pyvirtualcam):
     if not sys.platform.startswith("linux"):
         pytest.skip("the modprobe hint is for Linux")
     if _loopback_present():
@@ -200,7 +253,7 @@ def test_virtualcam_missing_device_gives_modprobe_line():
     assert MODPROBE_HINT == "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=streamer"
 
 
-def test_virtualcam_cli_error_is_one_line_exit_2(tmp_path):
+def test_virtualcam_cli_error_is_one_line_exit_2(tmp_path, pyvirtualcam):
     if not sys.platform.startswith("linux") or _loopback_present():
         pytest.skip("needs Linux without a v4l2loopback device")
     clip = make_clip(tmp_path / "c.mp4", width=64, height=48, frames=5, audio=None)
@@ -209,7 +262,7 @@ def test_virtualcam_cli_error_is_one_line_exit_2(tmp_path):
     assert MODPROBE_HINT in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_virtualcam_format_and_size(recording_cam):
+def test_virtualcam_format_and_size(recording_cam, pyvirtualcam):
     sink = VirtualCamSink(63, 47, 30, backend="streamer-test")
     try:
         cam = recording_cam[0]

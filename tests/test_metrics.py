@@ -5,9 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-from streamer.metrics import (SSIM_SIGMA, SSIM_WINDOW, color_error, downscale, edge_fscore, lab, masked_mse,
+from streamer.metrics import (SSIM_SIGMA, SSIM_WINDOW, color_error, downscale, edge_fscore, foreign_spectral_peak, lab,
+                              masked_mse,
                               pair_warping_error, psnr, psnr_from_mse, reinhard_transfer, ssim, style_score,
                               texture_energy, visible_masks, warping_error)
+from streamer.sample_media import painting
 
 
 def smooth_image(seed: int, shape=(48, 40, 3), sigma: float = 2.0) -> np.ndarray:
@@ -195,3 +197,15 @@ def test_ewarp_of_a_flickering_pair_is_the_masked_mse():
     mean, per_pair = warping_error([a, a + 0.1, a + 0.1], [None, zero, zero], [None, everywhere, everywhere])
     assert per_pair == [pytest.approx(0.01, rel=1e-5), 0.0]
     assert mean == pytest.approx(0.005, rel=1e-5)
+
+
+def test_foreign_spectral_peak_finds_a_crosshatch_the_reference_lacks():
+    """A diagonal grating of period 6 px laid over a painting is flagged; the painting shifted by 3 px (same texture,
+    other phase) and a blurred copy (less detail, nothing new) are not."""
+    ref = cv2.resize(painting("kandinsky"), (256, 256), interpolation=cv2.INTER_AREA)
+    x = np.arange(256)
+    grating = 40 * np.sin(2 * np.pi * (x[None, :] + x[:, None]) / 6)
+    hatched = np.clip(ref.astype(np.float64) + grating[..., None], 0, 255).astype(np.uint8)
+    assert foreign_spectral_peak(np.roll(ref, 3, axis=1), ref) < 6
+    assert foreign_spectral_peak(cv2.GaussianBlur(ref, (0, 0), 1.5), ref) < 10
+    assert foreign_spectral_peak(hatched, ref) > 100

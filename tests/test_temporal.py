@@ -18,7 +18,7 @@ from benchmarks.synthetic_motion import make_clip  # noqa: E402
 from streamer.metrics import masked_mse, visible_masks, warping_error  # noqa: E402
 from streamer.media_files import read_image  # noqa: E402
 from streamer.styles import bundled_styles  # noqa: E402
-from streamer.temporal import DEFAULT_SMOOTH, SMOOTH_MODES, EmaSmoothing, FlowSmoothing, make_smoother  # noqa: E402
+from streamer.temporal import DEFAULT_SMOOTH, SMOOTH_MODES, make_smoother  # noqa: E402
 from streamer.warp import backward_warp, occlusion_mask  # noqa: E402
 
 
@@ -83,13 +83,34 @@ def test_masked_mse_and_backward_warp_agree_on_exact_flow(picture):
 
 # --- the smoothers ---------------------------------------------------------------------------------
 
-def test_modes_and_default():
-    assert SMOOTH_MODES == ("off", "ema", "flow")
-    assert DEFAULT_SMOOTH in SMOOTH_MODES
-    assert isinstance(make_smoother("flow"), FlowSmoothing)
-    assert isinstance(make_smoother("ema", alpha=0.5), EmaSmoothing)
+def test_each_mode_does_what_its_name_says_on_moving_content(picture):
+    """make_smoother's modes, checked by what they do to a panning clip whose "stylization" flickers (a random
+    colour offset per frame): off passes it through, ema is the exact recursion, flow follows the motion."""
+    assert SMOOTH_MODES == ("off", "ema", "flow") and DEFAULT_SMOOTH == "flow"
     with pytest.raises(ValueError):
         make_smoother("bogus")
+    clip = make_clip(picture, "pan_diag", 8, (160, 120), noise_sigma=0, brightness=0)
+    rng = np.random.default_rng(0)
+    ys = [np.clip(f.astype(np.int16) + rng.integers(-20, 21, (1, 1, 3)), 0, 255).astype(np.uint8) for f in clip.frames]
+    vis = visible_masks(clip.flows_back, clip.flows_fwd)
+
+    def run(sm):
+        return [sm(f, y).copy() for f, y in zip(clip.frames, ys)]
+
+    assert all(np.array_equal(o, y) for o, y in zip(run(make_smoother("off")), ys))
+    ema = run(make_smoother("ema", alpha=0.5))
+    acc = ys[0].astype(np.float32)
+    for o, y in zip(ema[1:], ys[1:]):                     # out_t = a y_t + (1 - a) out_{t-1}, on float state
+        acc = 0.5 * y + 0.5 * acc
+        assert np.abs(o.astype(int) - np.clip(acc + 0.5, 0, 255).astype(np.uint8)).max() <= 1
+    flow = run(make_smoother("flow"))
+    e_off = warping_error(ys, clip.flows_back, vis)[0]
+    e_flow = warping_error(flow, clip.flows_back, vis)[0]
+    assert e_flow < 0.5 * e_off, (e_flow, e_off)          # measured: 0.0011 vs 0.0039 (ema 0.7: 0.0021)
+    # ...and the picture moves with the content: each output sits on its own frame, not on the previous one
+    lag = [np.abs(o.astype(int) - y).mean() for o, y in zip(flow[1:], ys[1:])]
+    behind = [np.abs(o.astype(int) - y).mean() for o, y in zip(flow[1:], ys[:-1])]
+    assert np.mean(lag) < 0.5 * np.mean(behind), (np.mean(lag), np.mean(behind))
 
 
 def test_off_and_ema(picture):
@@ -106,13 +127,24 @@ def test_off_and_ema(picture):
     assert np.array_equal(ema(y1, y1), y1)
 
 
-def test_flow_smoothing_keeps_a_static_picture_and_shape(picture):
-    clip = make_clip(picture, "static", 4, (120, 90), noise_sigma=0, brightness=0)
-    sm = make_smoother("flow")
-    for f in clip.frames:
+@pytest.mark.parametrize("motion,limit", [("pan", 1.5), ("pan_diag", 3.0)])
+def test_flow_smoothing_follows_moving_content(picture, motion, limit):
+    """Identity "stylization" of a moving clip: the warped previous output lands on the current frame, so the blend
+    gives the current frame back (measured 0.56 and 1.95 gray levels).  Blending without motion compensation (EMA at
+    the same weight) lags the motion: 16.7 and 17.6 gray levels."""
+    clip = make_clip(picture, motion, 8, (160, 120), noise_sigma=0, brightness=0)
+    sm, still = make_smoother("flow"), make_smoother("ema", alpha=0.4)
+    errors, lagging = [], []
+    for t, f in enumerate(clip.frames):
         out = sm(f, f)
         assert out.shape == f.shape and out.dtype == np.uint8
-        assert np.abs(out.astype(int) - f).mean() < 0.5
+        lagged = still(f, f)
+        if t:
+            errors.append(np.abs(out.astype(int) - f).mean())
+            lagging.append(np.abs(lagged.astype(int) - f).mean())
+    assert np.mean(errors) < limit, errors
+    assert np.mean(lagging) > 4 * np.mean(errors), (lagging, errors)
+    assert float(np.median(sm.last_weight)) > 0.5 * (1 - sm.alpha)     # it did blend: the flow was trusted
 
 
 def test_scene_cut_and_size_change_reset_the_state(picture, other_picture):

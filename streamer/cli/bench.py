@@ -18,7 +18,7 @@ def register(sub) -> None:
                                    "side by side in the same run.")
     add_engine_flags(p, backends=None, backend_default="all",
                      backend_help="all (every available one) | onnxruntime | torch | tensorrt")
-    add_size_and_smoothing_flags(p, smooth_help="; used in the end-to-end run")
+    add_size_and_smoothing_flags(p, smooth_help="; used in the end-to-end run", tile=False)
     p.add_argument("--sizes", default=None, help=f"WxH list (default {DEFAULT_SIZES}; --quick: {QUICK['sizes']})")
     p.add_argument("--batch", default=None, help=f"batch sizes (default {DEFAULT_BATCHES}; --quick: {QUICK['batch']}); "
                                                  "end to end uses the first")

@@ -28,6 +28,9 @@ def register(sub) -> None:
                    help="video encoder: auto (h264_nvenc on the GPU path when it opens, else libx264), or any FFmpeg encoder")
     p.add_argument("--batch", type=int, default=1, help="frames per engine call (default 1)")
     p.add_argument("-y", "--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a damaged input (truncated, corrupt frames) instead of converting what it holds "
+                        "with a warning")
     add_report_flags(p)
     p.set_defaults(func=cmd_convert)
 
@@ -58,7 +61,7 @@ class Progress:
 
 def cmd_convert(args) -> int:
     opts = ConvertOptions(**run_options(args), codec=args.codec, crf=args.crf, preset=args.preset,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, strict=args.strict)
     progress = Progress(sys.stderr.isatty() and not args.quiet and not args.json)
     conv = Converter(opts)
     try:
@@ -71,6 +74,7 @@ def cmd_convert(args) -> int:
     for notice in result.notices:
         if not args.quiet:
             print(f"{PROG}: {notice}", file=sys.stderr)
+    warn(result, args)
     if args.json:
         print(json.dumps(result.as_dict()))
     elif not args.quiet:
@@ -79,10 +83,18 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def warn(result: ConvertResult, args) -> None:
+    """A damaged input's one-line warning on stderr (``streamer: warning: clip.avi: truncated: ...``)."""
+    if not args.quiet:
+        for warning in result.warnings:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
+
+
 def convert_dir(conv: Converter, args, progress: Progress) -> int:
     def on_file(r: ConvertResult) -> None:
         progress.close()
-        if args.json or args.quiet and r.status != "failed":
+        warn(r, args)
+        if args.json or args.quiet and r.status != "failed" or r.status == "not_attempted":
             return
         if r.status == "failed":
             print(f"{PROG}: error: {r.error}", file=sys.stderr)
@@ -92,13 +104,21 @@ def convert_dir(conv: Converter, args, progress: Progress) -> int:
 
     results = conv.convert_dir(args.input, args.output, on_file=on_file, on_start=progress.start,
                                on_frame=progress.frame)
-    counts = {k: sum(r.status == k for r in results) for k in ("ok", "skipped", "failed")}
+    counts = {k: sum(r.status == k for r in results) for k in ("ok", "skipped", "failed", "not_attempted")}
+    damaged = [r for r in results if r.status == "ok" and r.damaged]
     if args.json:
-        print(json.dumps({"input": args.input, "output": args.output, **counts,
+        print(json.dumps({"input": args.input, "output": args.output, **counts, "damaged": len(damaged),
                           "files": [r.as_dict() for r in results]}))
     elif not args.quiet:
-        print(f"{len(results)} files: {counts['ok']} converted, {counts['skipped']} skipped, {counts['failed']} failed")
-    failed = [r.exit_code for r in results if r.status == "failed"]
+        with_warning = f" ({len(damaged)} damaged)" if damaged else ""
+        print(f"{len(results)} files: {counts['ok']} converted{with_warning}, {counts['skipped']} skipped, "
+              f"{counts['failed']} failed")
+        for r in damaged:
+            print(f"damaged {r.warnings[0] if r.warnings else r.input}")
+        stopped = [r for r in results if r.status == "not_attempted"]
+        if stopped:
+            print(f"stopped: {len(stopped)} file{'s' * (len(stopped) != 1)} {stopped[0].error}")
+    failed = [r.exit_code for r in results if r.status in ("failed", "not_attempted")]
     if not failed:
         return 0
     return EXIT_USAGE if all(c == EXIT_USAGE for c in failed) else EXIT_FAILURE

@@ -9,10 +9,11 @@ import cv2
 import numpy
 import onnxruntime
 
+from engines.onnxruntime import available_providers, resolve_provider
 from engines.select import backend_report
 from streamer import __version__
 from streamer.cli.options import add_report_flags
-from streamer.model_registry import STUDENT_ONNX, default_model
+from streamer.model_registry import bundled_tiers, default_model
 from streamer.styles import bundled_styles
 
 
@@ -41,15 +42,20 @@ def cmd_info(args) -> int:
         "numpy": numpy.__version__, "av": av.__version__,
         "ffmpeg": {k: ".".join(map(str, v)) for k, v in av.library_versions.items()},
         "opencv": cv2.__version__, "onnxruntime": onnxruntime.__version__,
-        "default_model": default_model(), "student_onnx": str(STUDENT_ONNX) if STUDENT_ONNX.is_file() else None,
+        "default_model": {"file_cpu": default_model("file"), "file_gpu": default_model("file", gpu=True),
+                          "live": default_model("live")},
+        "bundled_students": bundled_tiers(),
         "backends": [{"name": n, "available": ok, "reason": why} for n, ok, why in backend_report()],
+        "onnxruntime_providers": available_providers(),
+        "student_provider": resolve_provider("auto"),
     }
     if args.json:
         print(json.dumps(info))
         return 0
-    for key in ("streamer", "python", "platform", "numpy", "av", "opencv", "onnxruntime", "default_model"):
-        print(f"{key:14} {info[key]}")
-    print(f"{'ffmpeg':14} libavcodec {info['ffmpeg'].get('libavcodec')}, libavformat {info['ffmpeg'].get('libavformat')}")
+    for key in ("streamer", "python", "platform", "numpy", "av", "opencv", "onnxruntime", "bundled_students",
+                "default_model", "student_provider"):
+        print(f"{key:17} {info[key]}")
+    print(f"{'ffmpeg':17} libavcodec {info['ffmpeg'].get('libavcodec')}, libavformat {info['ffmpeg'].get('libavformat')}")
     print("backends:")
     for b in info["backends"]:
         print(f"  {b['name']:12} {'yes' if b['available'] else 'no ':3}  {b['reason']}")

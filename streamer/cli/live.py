@@ -18,7 +18,7 @@ def register(sub) -> None:
     p.add_argument("--source", "-i", default="0", metavar="SRC", help="camera index, /dev/videoN, URL or file (default 0)")
     p.add_argument("--sink", "-o", action="append", default=None, metavar="SINK",
                    help="window (default), virtualcam, udp://HOST:PORT, srt://..., null, or FILE; repeat for several")
-    add_run_flags(p, strength_help="0..1 (default 1; +/- in the window)")
+    add_run_flags(p, adaptive=True, strength_help="0..1 (default 1; +/- in the window)")
     p.add_argument("--styles", default="", help="comma-separated styles to cycle with n/p (the --style comes first)")
     p.add_argument("--width", type=int, default=None, help="requested camera width")
     p.add_argument("--height", type=int, default=None, help="requested camera height")
