@@ -33,6 +33,7 @@ from benchmarks.synthetic_motion import Clip, make_clip
 from streamer.temporal import DEFAULT_SMOOTH, make_smoother
 from streamer.metrics import (downscale, masked_mse, psnr_from_mse, ssim, texture_energy, to_unit, visible_masks,
                               warping_error)
+from streamer.bench import shown_path
 from streamer.media_files import read_image
 from streamer.warp import backward_warp, dis_flow, make_dis
 
@@ -326,7 +327,7 @@ def main(argv=None) -> int:
             for r in res.values():
                 r.pop("_outputs", None)
         doc = {"date": time.strftime("%Y-%m-%d"), "style": STYLE, "engines": list(engs), "default": default,
-               "student": str(args.student) if "student" in engs else None,
+               "student": shown_path(args.student) if "student" in engs else None,
                "summary": summary, "per_clip": per_clip, "smoothing_cost_640x360": timing, "checks": checks,
                "quick": args.quick}
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -130,7 +130,7 @@ class Converter:
 
     # --- one file -------------------------------------------------------------------------
     def convert(self, input: str | os.PathLike, output: str | os.PathLike,
-                on_start: Callable[[VideoFileSource], None] | None = None,
+                on_start: Callable[[VideoFileSource, tuple[int, int]], None] | None = None,
                 on_frame: Callable[[Frame], None] | None = None) -> ConvertResult:
         src, dst = Path(input), Path(output)
         if not src.exists():
@@ -180,7 +180,7 @@ class Converter:
                                  threads=enc.threads, audio_from=src if source.audio else None,
                                  label=str(dst), codec_fallback=self.options.codec == "auto", colour=source.colour)
             if on_start is not None:
-                on_start(source)
+                on_start(source, run.size)
         except BaseException:
             source.close()
             raise
@@ -196,7 +196,7 @@ class Converter:
     # --- a directory ----------------------------------------------------------------------
     def convert_dir(self, input_dir: str | os.PathLike, output_dir: str | os.PathLike,
                     on_file: Callable[[ConvertResult], None] | None = None,
-                    on_start: Callable[[VideoFileSource], None] | None = None,
+                    on_start: Callable[[VideoFileSource, tuple[int, int]], None] | None = None,
                     on_frame: Callable[[Frame], None] | None = None) -> list[ConvertResult]:
         """Every video and image in input_dir (not recursive) into output_dir; skips outputs that exist.
 

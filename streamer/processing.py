@@ -14,14 +14,16 @@ from streamer.pipeline import Frame, Stage
 from streamer.style_sources import StyleSource
 from streamer.temporal import SwitchableSmoother
 
-DEFAULT_MAX_SIZE = 720   # longer side: 640x360 (and 1280x720 -> 720x405) run at or near native size
+DEFAULT_MAX_SIZE = 720   # longer side on the CPU: 640x360 (and 1280x720 -> 720x405) run at or near native size
+GPU_DEFAULT_MAX_SIZE = 3840   # on a GPU engine a 4K frame costs a few ms: native resolution up to 4K
 
 
 def processing_size(width: int, height: int, max_size: int | None, info: EngineInfo, *, name: str = "input") -> tuple[int, int]:
     """(w, h) the network sees: the input scaled (never up) so its longer side is min(max_size, engine max).
 
-    ``max_size`` None means DEFAULT_MAX_SIZE; 0 means the input's own size (native resolution)."""
-    wanted = DEFAULT_MAX_SIZE if max_size is None else (max_size or 1 << 30)
+    ``max_size`` None means DEFAULT_MAX_SIZE (GPU_DEFAULT_MAX_SIZE on a GPU engine); 0 means the input's own size."""
+    default = GPU_DEFAULT_MAX_SIZE if info.device.startswith("cuda") else DEFAULT_MAX_SIZE
+    wanted = default if max_size is None else (max_size or 1 << 30)
     limit = min(wanted, info.max_side or 1 << 30)
     if min(width, height) < info.min_side:
         raise InputError(f"{name}: {width}x{height} is smaller than the network needs "

@@ -53,3 +53,14 @@ def test_processing_size_respects_engine_limits():
     assert processing_size(641, 359, 2000, teacher) == (384, 215)
     with pytest.raises(InputError, match="smaller than the network needs"):
         processing_size(20, 20, None, identity)
+
+
+def test_gpu_engines_default_to_native_resolution_up_to_4k():
+    from engines.base import EngineInfo
+
+    gpu = EngineInfo(backend="torch", model="student-live", device="cuda:0 NVIDIA H100")
+    cpu = EngineInfo(backend="onnxruntime", model="student-live", device="cpu")
+    assert processing_size(1920, 1080, None, gpu) == (1920, 1080)         # GPU: native
+    assert processing_size(7680, 4320, None, gpu) == (3840, 2160)         # ... up to 4K
+    assert processing_size(1920, 1080, None, cpu) == (720, 405)           # CPU: the real-time default
+    assert processing_size(1920, 1080, 0, cpu) == (1920, 1080)            # --max-size 0: native anywhere

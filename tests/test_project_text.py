@@ -154,8 +154,6 @@ def test_project_text_names_no_machine_folders_and_no_sittings_of_work():
                       + "\n".join(hits))
 
 
-@pytest.mark.xfail(strict=True, reason="streamer/bench.py, benchmarks/live.py, benchmarks/overhead.py and "
-                   "benchmarks/temporal.py record the absolute model, clip and source paths in their JSON")
 def test_benchmark_records_name_no_machine_folders():
     files = [(rel, text) for rel, text in tracked_text_files() if RECORDS.match(rel)]
     for rel, text in files:

@@ -47,21 +47,27 @@ def test_receptive_radius_is_local_and_the_teacher_is_refused(student):
         TiledEngine(TeacherEngine(), 1024)
 
 
-def test_a_large_still_converts_at_native_size_in_bounded_memory(tmp_path):
-    """A 3840x2560 still at native resolution (--max-size 0), in 1024-px tiles: peak memory (measured 730 MB, with
-    about 110 MB of it the imports) stays well below the untiled run's (measured 1690 MB on the same machine)."""
-    src = tmp_path / "big.png"
-    cv2.imwrite(str(src), cv2.cvtColor(cv2.resize(painting("hokusai_bridge"), (3840, 2560)), cv2.COLOR_RGB2BGR))
+def peak_rss_convert(src, out, *args) -> tuple[int, float]:
+    """Exit code and peak memory (MB) of one `streamer convert` in a fresh process."""
     code = ("import json, resource, sys; from streamer.cli import run; "
             "c = run(sys.argv[1:]); print(json.dumps({'code': c, 'rss_mb': "
             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))")
-    p = subprocess.run([sys.executable, "-c", code, "convert", str(src), str(tmp_path / "out.png"), "--max-size", "0",
-                        "--tile", "1024", "-q"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    p = subprocess.run([sys.executable, "-c", code, "convert", str(src), str(out), "--max-size", "0", "-q", "-y", *args],
+                       capture_output=True, text=True, cwd=REPO, timeout=600)
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout.strip().splitlines()[-1])
-    out = cv2.imread(str(tmp_path / "out.png"))
-    assert info["code"] == 0 and out.shape[:2] == (2560, 3840)
-    assert info["rss_mb"] < 1000, info
+    return info["code"], info["rss_mb"]
+
+
+def test_a_large_still_converts_at_native_size_in_bounded_memory(tmp_path):
+    """A 3840x2560 still at native resolution (--max-size 0): in 1024-px tiles the peak memory stays well below the
+    untiled run's (measured 2026-12-01 with the v1 student: 730 vs 1690 MB; v2 live tier: about 1080 vs more)."""
+    src = tmp_path / "big.png"
+    cv2.imwrite(str(src), cv2.cvtColor(cv2.resize(painting("hokusai_bridge"), (3840, 2560)), cv2.COLOR_RGB2BGR))
+    code, tiled = peak_rss_convert(src, tmp_path / "tiled.png", "--tile", "1024")
+    assert code == 0 and cv2.imread(str(tmp_path / "tiled.png")).shape[:2] == (2560, 3840)
+    code, whole = peak_rss_convert(src, tmp_path / "whole.png", "--tile", "0")
+    assert code == 0 and tiled < 0.75 * whole, (tiled, whole)
 
 
 def test_tile_option_is_checked():

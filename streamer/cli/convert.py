@@ -42,12 +42,12 @@ class Progress:
         self.enabled = enabled
         self.bar = None
 
-    def start(self, source: VideoFileSource) -> None:
+    def start(self, source: VideoFileSource, size: tuple[int, int]) -> None:
         if not self.enabled:
             return
         self.close()
-        self.bar = tqdm(total=source.frame_count or None, unit="frame", desc=source.path.name, leave=False,
-                        dynamic_ncols=True, file=sys.stderr)
+        self.bar = tqdm(total=source.frame_count or None, unit="frame", desc=f"{source.path.name} @{size[0]}x{size[1]}",
+                        leave=False, dynamic_ncols=True, file=sys.stderr)
 
     def frame(self, _frame) -> None:
         if self.bar is not None:
