@@ -19,11 +19,11 @@ import traceback
 import av
 
 from streamer import __version__
-from streamer.cli import bench, convert, gpu, info, live, web
+from streamer.cli import bench, convert, gpu, info, live, tune, web
 from streamer.errors import EXIT_FAILURE, EXIT_SIGINT, EXIT_SIGTERM, Interrupted, StreamerError, one_line
 
 PROG = "streamer"
-COMMANDS = (convert, info, live, bench, gpu, web)
+COMMANDS = (convert, info, live, bench, gpu, web, tune)
 
 
 # --- entry point ---------------------------------------------------------------------------------
