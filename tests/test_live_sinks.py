@@ -149,8 +149,11 @@ def test_window_under_xvfb_shows_frames_and_takes_hotkeys(xvfb, tmp_path):
                    "different libxcb builds, and the first loaded (PyAV's) serves Qt" if after_av else "")
             pytest.fail(f"no frames in the streamer window after 25 s, while Qt opens a plain window under this "
                         f"Xvfb{why}; streamer's stderr: {' / '.join(x.strip() for x in stderr[-5:]) or 'nothing'}")
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10     # on a loaded machine the first paint can trail the first frames
         shot = screenshot(xvfb)
+        while shot[:180, :320].astype(np.float32).std() <= 20 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            shot = screenshot(xvfb)
         import cv2
 
         path = tmp_path / "live_window.png"
