@@ -117,6 +117,17 @@ class InFlight(Generic[SlotT]):
             tickets = sorted([*self._ready, *(s.ticket for s in self._pending)])
         return [self.collect(t) for t in tickets]
 
+    def discard(self) -> None:
+        """Finish and drop every uncollected batch, errors included: what a stopped or failed run left behind,
+        cleared before a new run on the same engine needs the slots."""
+        with self._state:
+            tickets = sorted([*self._ready, *(s.ticket for s in self._pending)])
+        for t in tickets:
+            try:
+                self.collect(t)
+            except Exception:   # noqa: BLE001 - that run has ended; its error was reported (or not wanted)
+                pass
+
 
 class GrowingBuffers:
     """Named buffers that are reallocated only when a larger one is asked for.

@@ -245,6 +245,10 @@ class TensorRTEngine:
             sub.finish = self._finisher(slot, lambda: h_out.reshape(n, h, w, 3).copy())
         return sub.ticket
 
+    def discard_in_flight(self) -> None:
+        """Drop the batches an earlier run left uncollected (see engines.inflight.InFlight.discard)."""
+        self._inflight.discard()
+
     def collect(self, ticket: int) -> np.ndarray:
         """Wait for a submitted batch and return its frames (a copy; the pinned buffer is reused)."""
         return self._inflight.collect(ticket)

@@ -74,6 +74,7 @@ class TiledEngine:
         max_batch = max_batch or (4 if engine.info.device.startswith("cuda") else 1)
         self.max_batch = max(1, min(max_batch, engine.info.max_batch))
         self.info = engine.info
+        self._layouts: dict[tuple[int, int], tuple] = {}
 
     def infer(self, frames: np.ndarray, style: np.ndarray) -> np.ndarray:
         style = check_inputs(self.info, frames, style)
@@ -82,22 +83,31 @@ class TiledEngine:
             return self.inner.infer(frames, style)
         padded, _, _ = pad_to_multiple(np.ascontiguousarray(frames, dtype=np.float32), ALIGN)
         h, w = padded.shape[2:]
-        th, tw = min(self.tile, h), min(self.tile, w)
-        boxes = [(y, x) for y in _starts(h, th, self.step) for x in _starts(w, tw, self.step)]
+        boxes, weights, th, tw = self._layout(h, w)
         out = np.zeros((n, 3, h, w), np.float32)
-        weight = np.zeros((h, w), np.float32)
         for i in range(n):
             for k in range(0, len(boxes), self.max_batch):
                 group = boxes[k:k + self.max_batch]
                 batch = np.stack([padded[i, :, y:y + th, x:x + tw] for y, x in group])
                 result = self.inner.infer(batch, np.repeat(style[i:i + 1], len(group), axis=0))
-                for (y, x), tile_out in zip(group, result):
-                    wgt = np.outer(_ramp(th, y, h, self.margin), _ramp(tw, x, w, self.margin))
+                for (y, x), tile_out, wgt in zip(group, result, weights[k:k + self.max_batch]):
                     out[i, :, y:y + th, x:x + tw] += tile_out * wgt
-                    if i == 0:
-                        weight[y:y + th, x:x + tw] += wgt
-        out /= np.maximum(weight, 1e-8)
         return out[:, :, :h0, :w0]
+
+    def _layout(self, h: int, w: int) -> tuple[list[tuple[int, int]], list[np.ndarray], int, int]:
+        """Tile corners, each tile's blend weight (already divided by the coverage) and the tile size for a padded
+        h x w frame; computed once per frame size, since a video's frames all share it."""
+        if (h, w) not in self._layouts:
+            th, tw = min(self.tile, h), min(self.tile, w)
+            boxes = [(y, x) for y in _starts(h, th, self.step) for x in _starts(w, tw, self.step)]
+            raw = [np.outer(_ramp(th, y, h, self.margin), _ramp(tw, x, w, self.margin)) for y, x in boxes]
+            coverage = np.zeros((h, w), np.float32)
+            for (y, x), wgt in zip(boxes, raw):
+                coverage[y:y + th, x:x + tw] += wgt
+            coverage = np.maximum(coverage, 1e-8)
+            weights = [wgt / coverage[y:y + th, x:x + tw] for (y, x), wgt in zip(boxes, raw)]
+            self._layouts[(h, w)] = (boxes, weights, th, tw)
+        return self._layouts[(h, w)]
 
     def warmup(self, height: int, width: int, batch: int = 1) -> None:
         self.inner.warmup(min(height, self.tile), min(width, self.tile), min(batch, self.max_batch))

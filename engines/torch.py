@@ -446,6 +446,10 @@ class TorchEngine:
                                 lambda u8, st: self.ops.u8_pipeline(u8, st, bgr, ema), fill,
                                 preserve=ema[:2] if ema else ())
 
+    def discard_in_flight(self) -> None:
+        """Drop the batches an earlier run left uncollected (see engines.inflight.InFlight.discard)."""
+        self._inflight.discard()
+
     def collect(self, ticket: int) -> np.ndarray:
         """Wait for a submitted batch; returns uint8 [N,H,W,3] (results come back in submission order)."""
         return self._inflight.collect(ticket)

@@ -65,6 +65,7 @@ class AdaptiveSize:
     smooth: str = "flow"
     min_side: int = 32
     start: float | None = None    # perf_counter() of the run's start (default: now); change times count from it
+    control: ProcessingSize | None = None   # the size the stages read; moved by this controller (default: a new one)
     changes: list[Change] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -72,7 +73,8 @@ class AdaptiveSize:
         sides = sorted({min(s, native) for s in LADDER if s <= max(self.start_long_side, LADDER[-1])}, reverse=True)
         self.ladder = [s for s in sides if min(scaled(self.width, self.height, s)) >= self.min_side] or [sides[-1]]
         self.index = 0
-        self.size = ProcessingSize(scaled(self.width, self.height, self.ladder[0]))
+        self.size = self.control or ProcessingSize((0, 0))
+        self.size.set(scaled(self.width, self.height, self.ladder[0]))
         self._last_change = -1e9
         self._calm_since: float | None = None
         self._t0 = time.perf_counter() if self.start is None else self.start

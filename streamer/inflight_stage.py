@@ -19,15 +19,13 @@ contract with the CUDA kernels' NumPy twins so this wiring is tested without a G
 * **In flight**: ``in_flight`` batches stay in the engine between calls (the engine needs one slot more, for the
   batch being submitted); each call submits, then collects the oldest batches beyond that and returns their
   frames. ``flush`` returns the rest after the last frame. A run that stops or fails leaves its batches in the
-  engine; the next stage on the same engine collects and drops them before its first submit.
+  engine; the next stage on the same engine drops them (``discard_in_flight``) before its first submit.
 * The smoother is the run's :class:`~streamer.temporal.SwitchableSmoother` (live toggles it, switches its mode,
   and a style switch restarts it): each frame asks it for its mode and whether it starts afresh. A new
   processing size (live's adaptive size) starts the blend afresh too, as the CPU smoothers do.
 """
 from __future__ import annotations
 
-import threading
-import weakref
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -51,35 +49,7 @@ DEFAULT_DEVICE_SMOOTHING = ("ema",)
 def runs_in_flight(engine: Engine) -> bool:
     """Whether ``engine`` takes uint8 batches in flight (``submit_uint8``/``collect``), so this stage can drive it."""
     return (bool(getattr(engine.info, "uint8_io", False)) and callable(getattr(engine, "submit_uint8", None))
-            and callable(getattr(engine, "collect", None)))
-
-
-# Tickets submitted by a stage and not collected yet, per engine: what a stopped or failed run leaves behind.
-_uncollected: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_uncollected_lock = threading.Lock()
-
-
-def _note(engine: Engine, ticket: int, *, submitted: bool) -> None:
-    with _uncollected_lock:
-        try:
-            tickets = _uncollected.setdefault(engine, set())
-        except TypeError:                   # an engine that cannot be weakly referenced: nothing to remember
-            return
-        (tickets.add if submitted else tickets.discard)(ticket)
-
-
-def _drop_leftovers(engine: Engine) -> None:
-    """Collect, and drop, the batches an earlier run on this engine left in flight (their slots are needed)."""
-    with _uncollected_lock:
-        try:
-            tickets = sorted(_uncollected.pop(engine, ()))
-        except TypeError:
-            return
-    for t in tickets:
-        try:
-            engine.collect(t)
-        except Exception:                   # noqa: BLE001 - that run has ended; its error was reported (or not wanted)
-            pass
+            and callable(getattr(engine, "collect", None)) and callable(getattr(engine, "discard_in_flight", None)))
 
 
 @dataclass
@@ -120,7 +90,7 @@ class InFlightStage:
     def __call__(self, frames: list[Frame]) -> list[Frame]:
         if not self._started:
             self._started = True
-            _drop_leftovers(self.engine)
+            self.engine.discard_in_flight()         # what a stopped or failed run on this engine left in flight
         vec = self.style.for_frame(frames[0].pixels)
         size = self.size.value                      # one size per call: live may change it between calls
         # the device keeps its blend state per size: a new size (and a new run) starts it afresh, as on the CPU
@@ -180,13 +150,10 @@ class InFlightStage:
         for f, c in zip(frames, cpu):
             if c is None:
                 f.small = None
-        ticket = self.engine.submit_uint8(batch, vec, **kw)
-        _note(self.engine, ticket, submitted=True)
-        self._held.append(_Held(ticket, frames, cpu))
+        self._held.append(_Held(self.engine.submit_uint8(batch, vec, **kw), frames, cpu))
 
     def _collect_oldest(self) -> list[Frame]:
         held = self._held.popleft()
-        _note(self.engine, held.ticket, submitted=False)
         result = self.engine.collect(held.ticket)
         for f, img, cpu in zip(held.frames, result, held.cpu_smoothing):
             if cpu is not None:

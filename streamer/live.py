@@ -104,9 +104,8 @@ class LiveSession:
         self.adaptive = None
         if o.adaptive and o.max_size is None:
             self.adaptive = AdaptiveSize(src.width, src.height, src.fps or 30, start_long_side=max(run.size),
-                                         smooth=o.smooth if o.smooth != "off" else "flow", min_side=self.engine.info.min_side)
-            run.size_control.set(self.adaptive.size.value)
-            self.adaptive.size = run.size_control
+                                         smooth=o.smooth if o.smooth != "off" else "flow",
+                                         min_side=self.engine.info.min_side, control=run.size_control)
         self.size_control = run.size_control
         sinks = []
         try:
