@@ -116,7 +116,7 @@ class LiveSession:
         except BaseException:
             MultiSink(sinks).abort() if sinks else None
             raise
-        self.sink = MultiSink(sinks)
+        self.sink = MultiSink(sinks, say=self.say)
         self.engine.warmup(self.size[1], self.size[0], 1)
         self.runner = Runner(self.source, run.stages, self.sink, policy="drop_oldest", queue_size=o.queue_size,
                              stats=self.stats.runner, label=src.label, on_frame=self.stats.on_frame)
@@ -245,7 +245,8 @@ class LiveSession:
                           frames_in=s.frames_in, frames_out=s.frames_out, dropped=s.dropped,
                           skipped=getattr(src, "skipped", 0), reconnects=getattr(src, "reconnects", 0),
                           latency_ms=self.stats.latency_ms(), stage_ms_per_frame=s.ms_per_frame(), ended=self.ended,
-                          adaptive=[c.as_dict() for c in self.adaptive.changes] if self.adaptive else [])
+                          adaptive=[c.as_dict() for c in self.adaptive.changes] if self.adaptive else [],
+                          failed_sinks=list(self.sink.failed))
 
     def close(self) -> None:
         if self.sink is not None:

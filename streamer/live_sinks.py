@@ -21,6 +21,7 @@ GUI-less OpenCV fails the command at once (exit code 2) with one line that says 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -44,6 +45,7 @@ MODPROBE_HINT = "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_labe
 KEYS = {"n": "next", "p": "prev", "+": "stronger", "=": "stronger", "-": "weaker", "_": "weaker",
         "s": "smooth", "q": "quit", "\x1b": "quit"}
 TS_PACKET = 1316      # 7 x 188-byte MPEG-TS packets per UDP datagram (fits any MTU)
+DISK_RESERVE = 512 << 10   # free bytes a recording keeps beyond its buffered data, pending frames and index
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:
@@ -262,7 +264,10 @@ class VirtualCamSink:
         with self._lock:
             if self.cam is None:
                 return
-            self._send(img)
+            try:
+                self._send(img)
+            except Exception as exc:   # noqa: BLE001 - pyvirtualcam raises per backend (OSError, RuntimeError)
+                raise PipelineError(f"{self.label}: the virtual camera went away ({one_line(exc)})") from exc
             self._last = img
             self.sent += 1
 
@@ -289,7 +294,10 @@ class VirtualCamSink:
         with self._lock:
             cam, self.cam = self.cam, None
         if cam is not None:
-            cam.close()
+            try:
+                cam.close()
+            except Exception:   # noqa: BLE001 - a device that is gone cannot be closed cleanly; nothing is lost
+                pass
         if self._keeper.is_alive() and threading.current_thread() is not self._keeper:
             self._keeper.join(1.0)
 
@@ -396,7 +404,11 @@ class RecordSink:
     """Records the stylized stream to a video file (written beside it, renamed into place when it ends).
 
     Unlike a file conversion, a stop (Ctrl-C, q) is the normal end of a recording: ``abort()``
-    finalizes what was recorded; only a recording with no frames is removed.
+    finalizes what was recorded; only a recording with no frames is removed.  A disk that fills is
+    the same kind of end: the free space is checked before each frame and the recording is finalized
+    while there is still room for the encoder's pending frames and the index (an MP4's moov).  Once a
+    write has failed with ENOSPC the muxer cannot write a trailer any more, so waiting for it would lose
+    the whole recording.
     """
 
     name = "record"
@@ -419,11 +431,30 @@ class RecordSink:
         self.frames = 0
 
     def write(self, frame: Frame) -> None:
+        self._check_room()
         img = fit(frame.output, self.width, self.height)
         if img is not frame.output:
-            frame = Frame(frame.seq, frame.pts, frame.time_base, frame.capture_time, frame.pixels, {"stylized": img})
+            frame = dataclasses.replace(frame, stylized=img)
         self._sink.write(frame)
         self.frames += 1
+
+    def _check_room(self) -> None:
+        """Finalize and stop before the disk is full (see the class docstring)."""
+        if not self.frames:
+            return
+        temp, muxed = self._atomic.temp, self._sink.bytes
+        try:
+            free = (st := os.statvfs(temp.parent)).f_bavail * st.f_frsize
+            on_disk = temp.stat().st_size
+        except OSError:
+            return
+        buffered = max(0, muxed - on_disk)                  # the muxer writes in blocks of up to 256 KiB
+        pending = 40 * muxed // self.frames                 # frames inside the encoder (lookahead, threads)
+        if free >= DISK_RESERVE + buffered + pending + muxed // 100:    # + the index, about 1% of the data
+            return
+        self.finish()
+        raise PipelineError(f"{self.path}: disk nearly full ({free / 1e6:.1f} MB free): recording stopped and kept, "
+                            f"{self.frames} frames")
 
     def finish(self) -> None:
         with self._lock:
@@ -451,20 +482,43 @@ class RecordSink:
 
 # --- several at once ------------------------------------------------------------------------------
 class MultiSink:
-    """One runner sink that writes every frame to each sink in turn; finish/abort reach all of them once."""
+    """One runner sink that writes every frame to each sink in turn; finish/abort reach all of them once.
+
+    A sink that fails mid-run (a recording's disk fills, a virtual camera disappears) is ended and dropped
+    with one line through ``say``, and the others go on; the run itself fails only when no sink is left.
+    """
 
     name = "sinks"
 
-    def __init__(self, sinks: list) -> None:
+    def __init__(self, sinks: list, *, say: Callable[[str], None] | None = None) -> None:
         if not sinks:
             raise InputError("--sink: at least one sink is needed")
         self.sinks = list(sinks)
+        self.failed: list[str] = []          # "LABEL: problem" for each sink dropped mid-run
+        self.say = say
         self._ended = False
         self._lock = threading.Lock()
 
     def write(self, frame: Frame) -> None:
-        for sink in self.sinks:
-            sink.write(frame)
+        for sink in list(self.sinks):
+            try:
+                sink.write(frame)
+            except Exception as exc:   # noqa: BLE001 - any sink failure: drop that sink, keep the others
+                self._drop(sink, exc)
+
+    def _drop(self, sink, exc: Exception) -> None:
+        if len(self.sinks) == 1:
+            raise exc
+        self.sinks.remove(sink)
+        problem = one_line(exc)
+        self.failed.append(problem)
+        try:
+            sink.abort()                     # a recording keeps (finalizes) what it holds
+        except Exception:   # noqa: BLE001 - it already failed; its message is the one that matters
+            pass
+        if self.say is not None:
+            left = ", ".join(getattr(s, "label", s.name) for s in self.sinks)
+            self.say(f"warning: {problem}; that sink stopped, still sending to {left}")
 
     def _end(self, method: str) -> None:
         with self._lock:

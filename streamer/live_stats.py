@@ -50,6 +50,7 @@ class LiveResult:
     stage_ms_per_frame: dict[str, float] = field(default_factory=dict)
     ended: str = ""                                       # end of source | quit | duration | interrupted | error
     adaptive: list[dict] = field(default_factory=list)    # every processing-size change: {at_s, size, smooth, reason}
+    failed_sinks: list[str] = field(default_factory=list) # "LABEL: problem" for each sink dropped mid-run
 
     def as_dict(self) -> dict:
         return asdict(self)

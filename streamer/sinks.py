@@ -435,6 +435,7 @@ class VideoFileSink:
         self._audio: AudioCopier | None = None
         self.audio_modes: list[str] = []
         self.frames = 0
+        self.bytes = 0                             # video bytes handed to the muxer (some still in its buffer)
 
     def _open(self, first: Frame) -> None:
         try:
@@ -487,7 +488,9 @@ class VideoFileSink:
         vf = self._to_yuv(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24"))
         vf.pts, vf.time_base = frame.pts, frame.time_base
         try:
-            self._out.mux(self._stream.encode(vf))
+            packets = self._stream.encode(vf)
+            self._out.mux(packets)
+            self.bytes += sum(p.size for p in packets)
             if self._audio is not None:
                 self._audio.pump(frame.seconds)
         except av.error.FFmpegError as exc:

@@ -147,27 +147,6 @@ def test_batch_summary_lists_damaged_files(tmp_path, recordings):
 
 
 # --- full and read-only disks -------------------------------------------------------------------------
-@pytest.fixture
-def mount_tmpfs(tmp_path):
-    """mount_tmpfs(name, size="1m", ro=False) -> a real tmpfs, unmounted after the test; skips where not permitted."""
-    mounted: list[Path] = []
-
-    def mount(name: str, size: str = "1m", ro: bool = False) -> Path:
-        d = tmp_path / name
-        d.mkdir()
-        opts = f"size={size}" + (",ro" if ro else "")
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(d)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'mount failed'}): needs root or "
-                        "CAP_SYS_ADMIN")
-        mounted.append(d)
-        return d
-
-    yield mount
-    for d in mounted:
-        subprocess.run(["umount", "-l", str(d)], capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def big_clip(tmp_path_factory) -> Path:
     """A clip whose lossless output (--crf 0) needs more than 1 MiB."""
