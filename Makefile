@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 # Tests train a tiny student, so they need torch: pinned to the CPU build (an unpinned torch pulls CUDA, several GB).
 # The live extra (pyvirtualcam) too, so the virtual camera tests run; Xvfb and xdotool come from .ci/run.
+# The export extra (litert-torch, ai-edge-litert) for the TFLite export tests.
 $(DEVSTAMP): $(STAMP) pyproject.toml Makefile
-	$(BIN)/pip install -q -e '.[dev,distill,plot,live]'
+	$(BIN)/pip install -q -e '.[dev,distill,plot,live,export]'
 	touch $@
 
 install: $(STAMP) web

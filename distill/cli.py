@@ -49,9 +49,11 @@ def _train(a: argparse.Namespace) -> int:
 
 def _export(a: argparse.Namespace) -> int:
     weights_file(a.weights, "--weights")
-    from distill.export import export   # torch, see _train
+    from distill.export_formats import export_format, parse_size   # torch, see _train
 
-    print(json.dumps(export(a.weights, a.out, fp16=a.fp16)))
+    fmt = "onnx-fp16" if a.fp16 else a.format
+    print(json.dumps(export_format(a.weights, a.out, fmt, size=parse_size(a.size), calib_dir=a.calib,
+                                   threads=a.threads)))
     return 0
 
 
@@ -134,10 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)
 
-    e = command("export", help="student weights -> ONNX (frame, style -> stylized)")
-    e.add_argument("--weights", required=True, help="student .pt (config + state_dict)")
-    e.add_argument("--out", required=True, help="output .onnx")
-    e.add_argument("--fp16", action="store_true", help="strongly-typed FP16 graph (fp32 I/O) for TensorRT 10.12+/11")
+    e = command("export", help="student weights -> ONNX, TorchScript or TFLite (frame, style -> stylized), checked "
+                               "against ONNX Runtime fp32 before it is kept")
+    e.add_argument("--weights", required=True, help="student .pt (config + state_dict; `streamer tune` writes "
+                                                    "NAME.pt beside NAME.onnx)")
+    e.add_argument("--out", required=True, help="output file (.onnx, .pt for torchscript, .tflite)")
+    e.add_argument("--format", default="onnx", choices=("onnx", "onnx-fp16", "onnx-int8", "torchscript", "tflite",
+                                                         "tflite-int8"),
+                   help="onnx (default; dynamic N, H, W), onnx-fp16 (TensorRT), onnx-int8 (static QDQ, calibrated), "
+                        "torchscript (dynamic N, H, W), tflite / tflite-int8 (fixed --size, batch 1)")
+    e.add_argument("--size", default="640x360", help="WxH, multiples of 8: the TFLite input size, the check and "
+                                                     "calibration frames' size (default 640x360)")
+    e.add_argument("--calib", default=None, help="folder of images/videos for onnx-int8 calibration (default: the "
+                                                 "bundled sample clip)")
+    e.add_argument("--threads", type=int, default=None, help="threads for the check's runtimes (default: all)")
+    e.add_argument("--fp16", action="store_true", help="same as --format onnx-fp16")
     e.set_defaults(func=_export)
 
     v = command("eval", help="held-out quality against the teacher, parameters, FLOPs, contact sheet")

@@ -50,10 +50,11 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from engines.base import STYLE_DIM, pad_to_multiple
+from engines.onnxruntime import DISABLED_OPTIMIZERS_KEY
 from streamer.metrics import psnr
 
 DISABLED_OPTIMIZERS = ("NhwcTransformer",)
-METADATA_KEY = "streamer.ort_disabled_optimizers"   # comma-separated ORT optimizer names an int8 session should skip
+METADATA_KEY = DISABLED_OPTIMIZERS_KEY               # comma-separated ORT optimizer names an int8 session should skip
 MULTIPLE = 8                                        # the student's strided layers need H, W multiples of 8
 CHUNK = 4                                           # calibration samples held in memory at once
 MIN_PSNR_DB = 30.0                                  # int8 vs fp32 output, mean over the check frames

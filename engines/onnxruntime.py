@@ -49,6 +49,20 @@ def _session_options(threads: int | None):
     return opts
 
 
+DISABLED_OPTIMIZERS_KEY = "streamer.ort_disabled_optimizers"   # model metadata: comma-separated ORT optimizers to skip
+
+
+def _open(path: Path, threads: int | None, providers: list[str]):
+    """A session; reopened without the optimizers the model's metadata names (an int8 student: ORT's NHWC
+    transformer makes its FiLM layers several times slower, see distill/quantize.py)."""
+    session = ort.InferenceSession(str(path), _session_options(threads), providers=providers)
+    skip = session.get_modelmeta().custom_metadata_map.get(DISABLED_OPTIMIZERS_KEY, "")
+    if not skip:
+        return session
+    return ort.InferenceSession(str(path), _session_options(threads), providers=providers,
+                                disabled_optimizers=[v for v in skip.split(",") if v])
+
+
 def make_session(path: str | os.PathLike, threads: int | None = None, provider: str = "cpu",
                  notices: list[str] | None = None):
     """One place that opens ORT sessions, so thread counts, providers and errors are handled alike.
@@ -66,12 +80,11 @@ def make_session(path: str | os.PathLike, threads: int | None = None, provider: 
                              f"(it has {', '.join(available_providers())}); running on cpu")
         else:
             try:
-                return ort.InferenceSession(str(path), _session_options(threads),
-                                            providers=[PROVIDERS[provider], PROVIDERS["cpu"]])
+                return _open(path, threads, [PROVIDERS[provider], PROVIDERS["cpu"]])
             except Exception as exc:  # noqa: BLE001 - any provider failure: say why, run on the CPU
                 _notice(notices, f"provider {provider} failed ({one_line(exc)}); running on cpu")
     try:
-        return ort.InferenceSession(str(path), _session_options(threads), providers=[PROVIDERS["cpu"]])
+        return _open(path, threads, [PROVIDERS["cpu"]])
     except Exception as exc:  # ORT raises its own exception types; turn them into one line
         raise EngineError(f"{path}: cannot load ONNX model: {one_line(exc)}") from exc
 

