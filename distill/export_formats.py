@@ -135,6 +135,7 @@ def torchscript_runner(path: Path, threads: int | None = None) -> Runner:
         torch.set_num_threads(threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         module = torch.jit.load(str(path))
 
     def run(x: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -209,7 +210,8 @@ def write_torchscript(job: Job) -> None:
     model = load_weights(job.weights).eval()
     example = (torch.rand(1, 3, 64, 96), torch.rand(1, STYLE_DIM))
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)     # torch 2.14 deprecates TorchScript; C++ apps still load it
+        warnings.simplefilter("ignore", FutureWarning)     # torch 2.13/2.14 deprecate TorchScript; LibTorch apps
+        warnings.simplefilter("ignore", DeprecationWarning)   # still load it
         traced = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
     traced.save(str(job.staged))
 

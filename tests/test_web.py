@@ -39,7 +39,6 @@ from streamer.web_fetch import missing_files
 pytestmark = pytest.mark.slow
 
 SAMPLE = REPO / "streamer" / "assets" / "sample.mp4"
-FIGURE = REPO / "benchmarks" / "figures" / "web.png"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 MIN_FPS = 5.0          # issue 18: output frames at >= 5 fps in headless WASM on 2 cores (320x180)
@@ -305,8 +304,8 @@ def test_live_output_frames_at_the_bar_and_stats(page):
     assert stats["camera"] == [640, 360] and stats["source"] == "camera"
     assert stats["latency_ms"] > 0
     assert fps >= MIN_FPS, f"{fps:.1f} fps at 320x180 in headless WASM (bar {MIN_FPS}); stages {stats['stage_ms']}"
-    FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(FIGURE))
+    if os.environ.get("STREAMER_SCREENSHOT_DIR"):   # how benchmarks/figures/web.png is made; tests leave the tree alone
+        page.screenshot(path=str(Path(os.environ["STREAMER_SCREENSHOT_DIR"]) / "web.png"))
 
 
 @needs_browser
