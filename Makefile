@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 # Tests train a tiny student, so they need torch: pinned to the CPU build (an unpinned torch pulls CUDA, several GB).
 # The live extra (pyvirtualcam) too, so the virtual camera tests run; Xvfb and xdotool come from .ci/run.
-# The export extra (litert-torch, ai-edge-litert) for the TFLite export tests.
+# The export extra (litert-torch, ai-edge-litert) for the TFLite export tests, the ray extra for tests/test_ray.py
+# (a real two-node local cluster).
 $(DEVSTAMP): $(STAMP) pyproject.toml Makefile
-	$(BIN)/pip install -q -e '.[dev,distill,plot,live,export]'
+	$(BIN)/pip install -q -e '.[dev,distill,plot,live,export,ray]'
 	touch $@
 
 install: $(STAMP) web

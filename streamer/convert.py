@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from engines.base import Engine
 from streamer.assembly import RunOptions, assemble, engine_for_size, open_engine
@@ -70,11 +70,23 @@ class ConvertResult:
     frames_skipped: int = 0
     frames_missing: int = 0
     warnings: list[str] = field(default_factory=list)
+    node: str | None = None            # the Ray node that converted it (``--ray``; see streamer.ray_convert)
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["seconds"], d["fps"] = round(self.seconds, 3), round(self.fps, 2)
+        if d["node"] is None:            # a run without --ray: the JSON it always had
+            del d["node"]
         return d
+
+
+class VideoPart(Protocol):
+    """A stretch of a video converted on its own (``streamer.ray_convert.Part``): it gives the source that decodes it
+    and wraps the sink so that only its own frames are written."""
+
+    def source(self, path: Path) -> VideoFileSource: ...
+
+    def sink(self, inner: VideoFileSink) -> VideoFileSink: ...
 
 
 def damage_fields(src: Path, damage: Damage) -> dict:
@@ -93,6 +105,29 @@ def disk_full(exc: BaseException) -> int:
             return exc.errno
         exc = exc.__cause__ or exc.__context__
     return 0
+
+
+def batch_jobs(input_dir: str | os.PathLike, output_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """The (input, output) pairs of a directory batch, the output directory made: one listing for convert_dir and
+    for ``--ray`` (streamer.ray_convert), so both convert the same files to the same names.
+
+    Videos are written as ``NAME.mp4``, images keep their extension."""
+    src_dir, dst_dir = Path(input_dir), Path(output_dir)
+    if not src_dir.is_dir():
+        raise InputError(f"{src_dir}: not a directory")
+    if dst_dir.exists() and not dst_dir.is_dir():
+        raise InputError(f"{dst_dir}: batch mode needs an output directory")
+    if same_file(src_dir, dst_dir):
+        raise InputError(f"{dst_dir}: the output directory must differ from the input directory")
+    try:
+        dst_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{dst_dir}: cannot create output directory ({exc.strerror})") from exc
+    files = sorted(p for p in src_dir.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and (is_video(p) or is_image(p)))
+    if not files:
+        raise InputError(f"{src_dir}: no videos or images inside")
+    return [(f, dst_dir / (f.name if is_image(f) else f.stem + ".mp4")) for f in files]
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -167,9 +202,16 @@ class Converter:
         return self._result(src, dst, frames=1, width=w, height=h, seconds=secs, fps=1 / secs if secs else 0.0,
                             processing=list(size))
 
-    def _convert_video(self, src: Path, dst: Path, on_start, on_frame) -> ConvertResult:
-        out = AtomicOutput(dst, overwrite=self.options.overwrite)
-        source = VideoFileSource(src, strict=self.options.strict)
+    def convert_part(self, src: str | os.PathLike, dst: str | os.PathLike, part: VideoPart,
+                     on_frame: Callable[[Frame], None] | None = None) -> ConvertResult:
+        """One part of a long video (``--ray --segment``: a ``streamer.ray_convert.Part``, which gives the source and
+        wraps the sink), video only, through the same engine, stages and encoder as a whole file; the parts are
+        joined with the file's audio by ``streamer.ray_convert.join_parts``."""
+        return self._convert_video(Path(src), Path(dst), None, on_frame, part=part)
+
+    def _convert_video(self, src: Path, dst: Path, on_start, on_frame, part: VideoPart | None = None) -> ConvertResult:
+        out = AtomicOutput(dst, overwrite=self.options.overwrite or part is not None)
+        source = VideoFileSource(src, strict=self.options.strict) if part is None else part.source(src)
         try:
             run = assemble(self.engine, self.style_source(), source.width, source.height, self.options, name=str(src))
             enc = pick_encoder(self.options.codec, gpu=self.engine.info.device.startswith("cuda"),
@@ -177,8 +219,9 @@ class Converter:
             notice = enc.notice
             sink = VideoFileSink(out.temp, width=source.width, height=source.height, time_base=source.time_base,
                                  rate=source.rate, codec=enc.codec, crf=self.options.crf, preset=enc.preset,
-                                 threads=enc.threads, audio_from=src if source.audio else None,
+                                 threads=enc.threads, audio_from=src if source.audio and part is None else None,
                                  label=str(dst), codec_fallback=self.options.codec == "auto", colour=source.colour)
+            sink = sink if part is None else part.sink(sink)
             if on_start is not None:
                 on_start(source, run.size)
         except BaseException:
@@ -188,7 +231,8 @@ class Converter:
             stats = Runner(source, run.stages, sink, policy="block", queue_size=self.options.queue_size,
                            stats=Stats(), label=str(src), on_frame=on_frame).run()
             out.commit()
-        return self._result(src, dst, frames=stats.frames_out, width=source.width, height=source.height,
+        frames = stats.frames_out if part is None else sink.frames       # a part: without its warm-up
+        return self._result(src, dst, frames=frames, width=source.width, height=source.height,
                             seconds=stats.seconds, fps=stats.fps, processing=list(run.size), audio=sink.audio_modes,
                             notices=[notice] if notice else [], stage_ms_per_frame=stats.ms_per_frame(),
                             **damage_fields(src, source.damage))
@@ -205,43 +249,40 @@ class Converter:
         ``not_attempted``.  Complete outputs exist only under their final names (atomic rename),
         so a re-run resumes where a killed one stopped.
         """
-        src_dir, dst_dir = Path(input_dir), Path(output_dir)
-        if not src_dir.is_dir():
-            raise InputError(f"{src_dir}: not a directory")
-        if dst_dir.exists() and not dst_dir.is_dir():
-            raise InputError(f"{dst_dir}: batch mode needs an output directory")
-        if same_file(src_dir, dst_dir):
-            raise InputError(f"{dst_dir}: the output directory must differ from the input directory")
-        try:
-            dst_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"{dst_dir}: cannot create output directory ({exc.strerror})") from exc
-        files = sorted(p for p in src_dir.iterdir()
-                       if p.is_file() and not p.name.startswith(".") and (is_video(p) or is_image(p)))
-        if not files:
-            raise InputError(f"{src_dir}: no videos or images inside")
+        jobs = batch_jobs(input_dir, output_dir)
         self.engine, self.style_source()          # a bad style or backend fails the run once, not per file
         results = []
         full: str | None = None                  # the disk filled up: the files after that one are not attempted
-        for f in files:
-            dst = dst_dir / (f.name if is_image(f) else f.stem + ".mp4")
+        for f, dst in jobs:
             if full is not None:
-                r = ConvertResult(input=str(f), output=str(dst), status="not_attempted", error=full,
-                                  exit_code=EXIT_USAGE, style=self.options.style)
+                r = self.batch_result(f, dst, "not_attempted", error=full, exit_code=EXIT_USAGE)
             elif dst.exists() and not self.options.overwrite:
-                r = ConvertResult(input=str(f), output=str(dst), status="skipped", style=self.options.style)
+                r = self.batch_result(f, dst, "skipped")
             else:
-                try:
-                    r = self.convert(f, dst, on_start=on_start, on_frame=on_frame)
-                except StreamerError as exc:
-                    r = ConvertResult(input=str(f), output=str(dst), status="failed", error=one_line(exc),
-                                      exit_code=exc.exit_code, style=self.options.style)
-                    if disk_full(exc):
-                        full = f"not attempted: {dst_dir} is full ({os.strerror(disk_full(exc)).lower()})"
+                r, full = self.convert_or_fail(f, dst, on_start=on_start, on_frame=on_frame)
             results.append(r)
             if on_file is not None:
                 on_file(r)
         return results
+
+    def batch_result(self, src: Path, dst: Path, status: str, *, error: str | None = None,
+                     exit_code: int = 0) -> ConvertResult:
+        """The result of a batch's file that was not converted (skipped, failed, not attempted)."""
+        return ConvertResult(input=str(src), output=str(dst), status=status, error=error, exit_code=exit_code,
+                             style=self.options.style)
+
+    def convert_or_fail(self, src: Path, dst: Path,
+                        on_start: Callable[[VideoFileSource, tuple[int, int]], None] | None = None,
+                        on_frame: Callable[[Frame], None] | None = None) -> tuple[ConvertResult, str | None]:
+        """One file of a batch, where a failure of its own is a result, not an exception, so the others go on.
+
+        The second value says why the files after it are not attempted (its disk is full), else None."""
+        try:
+            return self.convert(src, dst, on_start=on_start, on_frame=on_frame), None
+        except StreamerError as exc:
+            r = self.batch_result(src, dst, "failed", error=one_line(exc), exit_code=exc.exit_code)
+            full = disk_full(exc)
+            return r, f"not attempted: {dst.parent} is full ({os.strerror(full).lower()})" if full else None
 
     def close(self) -> None:
         if self._engine is not None:

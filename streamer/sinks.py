@@ -25,7 +25,7 @@ TEMP_MARK = ".streamer-tmp-"
 _TEMP_RE = re.compile(r"^\..+\.streamer-tmp-(\d+)(\.[^.]*)?$")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -44,7 +44,7 @@ def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
         return removed
     for p in entries:
         m = _TEMP_RE.match(p.name)
-        if m and p.is_file() and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+        if m and p.is_file() and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
             try:
                 p.unlink()
                 removed.append(p)

@@ -7,12 +7,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from streamer import ray_convert
 from streamer.cli.options import add_report_flags, add_run_flags, run_options
-from streamer.convert import ConvertOptions, ConvertResult, Converter
-from streamer.errors import EXIT_FAILURE, EXIT_USAGE
+from streamer.convert import ConvertOptions, ConvertResult, Converter, batch_jobs
+from streamer.errors import EXIT_FAILURE, EXIT_USAGE, InputError
 from streamer.sources import VideoFileSource
 
 PROG = "streamer"
+SEGMENT_S = 60.0           # --segment's default
 
 
 def register(sub) -> None:
@@ -31,6 +33,13 @@ def register(sub) -> None:
     p.add_argument("--strict", action="store_true",
                    help="refuse a damaged input (truncated, corrupt frames) instead of converting what it holds "
                         "with a warning")
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="convert a directory's files on a Ray cluster: auto, HOST:PORT, ray://HOST:PORT, or local "
+                        "(a cluster started in this process); every node must see INPUT and OUTPUT at the same paths "
+                        "(pip install 'streamer[ray]')")
+    p.add_argument("--segment", type=float, default=None, metavar="SECONDS",
+                   help=f"with --ray: videos longer than this are cut at keyframes into parts converted in parallel "
+                        f"and joined without re-encoding (default {SEGMENT_S:g}; 0: whole files only)")
     add_report_flags(p)
     p.set_defaults(func=cmd_convert)
 
@@ -65,6 +74,10 @@ def cmd_convert(args) -> int:
     progress = Progress(sys.stderr.isatty() and not args.quiet and not args.json)
     conv = Converter(opts)
     try:
+        if args.ray is not None:
+            return convert_dir_on_ray(conv, args)
+        if args.segment is not None:
+            raise InputError("--segment splits long videos across a Ray cluster: it needs --ray")
         if Path(args.input).is_dir():
             return convert_dir(conv, args, progress)
         result = conv.convert(args.input, args.output, on_start=progress.start, on_frame=progress.frame)
@@ -90,7 +103,8 @@ def warn(result: ConvertResult, args) -> None:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
 
 
-def convert_dir(conv: Converter, args, progress: Progress) -> int:
+def file_printer(args, progress: Progress):
+    """The line printed as each file of a batch ends (errors on stderr), after closing its progress bar."""
     def on_file(r: ConvertResult) -> None:
         progress.close()
         warn(r, args)
@@ -102,13 +116,64 @@ def convert_dir(conv: Converter, args, progress: Progress) -> int:
             extra = f" ({r.frames} frames, {r.fps:.1f} fps)" if r.status == "ok" else " (exists)"
             print(f"{r.status:7} {r.output}{extra}")
 
-    results = conv.convert_dir(args.input, args.output, on_file=on_file, on_start=progress.start,
+    return on_file
+
+
+def convert_dir(conv: Converter, args, progress: Progress) -> int:
+    results = conv.convert_dir(args.input, args.output, on_file=file_printer(args, progress), on_start=progress.start,
                                on_frame=progress.frame)
+    return summarize(results, args)
+
+
+class ClusterProgress:
+    """tqdm bar on a terminal only, for --ray: files done across the cluster, and the frames converted so far."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+
+    def update(self, done: int, total: int, frames: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=total, unit="file", desc="ray", leave=False, dynamic_ncols=True, file=sys.stderr)
+        self.bar.n = done
+        self.bar.set_postfix(frames=frames, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def convert_dir_on_ray(conv: Converter, args) -> int:
+    """The same batch as convert_dir, on a Ray cluster (streamer.ray_convert); each file's JSON names its node."""
+    ray_convert.import_ray()                    # no Ray, or an address nothing answers at: one line, before
+    ray_convert.check_reachable(args.ray)       # anything is created
+    segment = SEGMENT_S if args.segment is None else args.segment
+    if segment < 0:
+        raise InputError(f"--segment {args.segment:g}: must be 0 (whole files) or more seconds")
+    if not Path(args.input).is_dir():
+        raise InputError(f"{args.input}: --ray converts a directory of videos and images; INPUT is not one")
+    jobs = batch_jobs(args.input, args.output)
+    bar = ClusterProgress(sys.stderr.isatty() and not args.quiet and not args.json)
+    try:
+        results = ray_convert.convert_on_ray(conv, jobs, args.ray, on_file=file_printer(args, Progress(False)),
+                                             on_progress=bar.update, debug=args.debug, segment=segment)
+    finally:
+        bar.close()
+    return summarize(results, args, nodes=True)
+
+
+def summarize(results: list[ConvertResult], args, *, nodes: bool = False) -> int:
+    """The batch's summary (text or --json) and its exit code: 0, or 2 when every failure is bad input, else 1."""
     counts = {k: sum(r.status == k for r in results) for k in ("ok", "skipped", "failed", "not_attempted")}
     damaged = [r for r in results if r.status == "ok" and r.damaged]
     if args.json:
+        files = [dict(r.as_dict(), node=r.node) if nodes else r.as_dict() for r in results]
         print(json.dumps({"input": args.input, "output": args.output, **counts, "damaged": len(damaged),
-                          "files": [r.as_dict() for r in results]}))
+                          "files": files}))
     elif not args.quiet:
         with_warning = f" ({len(damaged)} damaged)" if damaged else ""
         print(f"{len(results)} files: {counts['ok']} converted{with_warning}, {counts['skipped']} skipped, "
