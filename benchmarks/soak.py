@@ -122,6 +122,9 @@ def run(minutes: float, every: float, max_size: str, model: str | None, record_d
         receiver.close()
     result = json.loads(out) if out.strip() else {"error": f"exit {proc.returncode}"}
     result["udp_bytes_received"] = receiver.bytes
+    if "source" in result:                       # records name what ran, not this machine's folders
+        result["source"] = "streamer/assets/sample.mp4"
+        result["sinks"] = ["udp://127.0.0.1:PORT", "soak.mp4 (a temporary folder)"]
     return samples, result
 
 
