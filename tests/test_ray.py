@@ -68,6 +68,20 @@ def run_cluster(base: Path, env: dict):
             stop(p)
 
 
+def kill_the_worker_writing(scratch: Path, pattern: str, proc: subprocess.Popen) -> int | None:
+    """SIGKILL the worker whose temp output matches ``pattern`` once it has bytes; its PID, or None if none was seen.
+    An actor converts into its node's scratch folder, named by its PID, through AtomicOutput's temp name."""
+    deadline = time.time() + 150
+    while proc.poll() is None and time.time() < deadline:
+        busy = [p for p in scratch.glob(pattern) if p.stat().st_size > 0]
+        if busy:
+            pid = int(busy[0].parent.name)
+            os.kill(pid, signal.SIGKILL)
+            return pid
+        time.sleep(0.02)
+    return None
+
+
 def frames_rgb(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="rgb24").astype(np.int16) for f in c.decode(video=0)]
@@ -156,14 +170,7 @@ def test_a_worker_killed_mid_file_is_retried_on_the_other_and_leaves_a_complete_
     proc = subprocess.Popen([sys.executable, "-m", "streamer", "convert", str(src), str(out), *FAST, "--json",
                              "--ray", address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=REPO)
-    killed, deadline = None, time.time() + 150
-    while killed is None and proc.poll() is None and time.time() < deadline:
-        # the actor converts into its node's scratch folder, named by its PID, through AtomicOutput's temp name
-        busy = [p for p in scratch.glob("streamer-ray/*/.long.streamer-tmp-*.mp4") if p.stat().st_size > 0]
-        if busy:
-            killed = int(busy[0].parent.name)
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.02)
+    killed = kill_the_worker_writing(scratch, "streamer-ray/*/.long.streamer-tmp-*.mp4", proc)
     stdout, stderr = proc.communicate(timeout=240)
     assert killed is not None, f"no worker was seen converting long.mp4: {stderr[-3000:]}"
     assert proc.returncode == 0, stderr[-3000:]
@@ -260,14 +267,7 @@ def test_a_worker_killed_mid_part_leaves_a_complete_joined_output(cluster, tmp_p
     proc = subprocess.Popen([sys.executable, "-m", "streamer", "convert", str(src), str(out), *FAST, "--json",
                              "--ray", address, "--segment", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, cwd=REPO)
-    killed, deadline = None, time.time() + 150
-    while killed is None and proc.poll() is None and time.time() < deadline:
-        busy = [p for p in scratch.glob("streamer-ray/*/.long.streamer-tmp-ray-part*.streamer-tmp-*.mp4")
-                if p.stat().st_size > 0]
-        if busy:
-            killed = int(busy[0].parent.name)
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.02)
+    killed = kill_the_worker_writing(scratch, "streamer-ray/*/.long.streamer-tmp-ray-part*.streamer-tmp-*.mp4", proc)
     stdout, stderr = proc.communicate(timeout=240)
     assert killed is not None, f"no worker was seen converting a part: {stderr[-3000:]}"
     assert proc.returncode == 0, stderr[-3000:]
