@@ -15,7 +15,9 @@ the time budget is spent. What is tuned and with which losses was measured (benc
   temporal term.
 - **Which checkpoint**: the held-out bundled photos (never in a training pair) are stylized every few seconds and
   scored with the yardstick of `distill eval`, the style score (1.0 = as stylized as the teacher). The best one
-  that keeps SSIM/4 against the teacher and has no periodic pattern the teacher lacks is kept. It is written as
+  that keeps SSIM/4 against the teacher, has no periodic pattern the teacher lacks and flickers at most 10% more
+  than the base is kept. Flicker is the temporal term on a fixed small warp of each held-out photo: a more
+  stylized output has more texture to flicker, and the temporal loss alone did not hold it. It is written as
   ``NAME.pt`` beside ``NAME.onnx`` whenever it improves (so Ctrl-C keeps it), and exported at the end with the
   student contract (``frame``, ``style`` in, ``stylized`` out), same architecture and MACs as the base model.
 
@@ -86,6 +88,7 @@ class TuneOptions:
     ema: float = 0.9                  # the scored and kept weights are this exponential average of the steps' (0: off)
     min_ssim_drop: float = 0.03       # a checkpoint may lose at most this much held-out SSIM/4 against the base
     max_peak: float = 60.0            # ...and its periodic peak may not exceed this and 2x the base's
+    max_flicker_rise: float = 0.10    # ...and its flicker (the temporal term, fixed warps) at most this much over the base's
     threads: int | None = None        # torch and ONNX Runtime threads (default: all cores)
     seed: int = 0
     w_pixel: float = 1.0
@@ -117,11 +120,13 @@ class _Score:
     style_score: float
     ssim_quarter: float
     periodic_peak: float
+    flicker: float
     objective: float = float("nan")
 
     def as_dict(self) -> dict:
         return {"style_score": round(self.style_score, 4), "ssim_quarter": round(self.ssim_quarter, 4),
-                "periodic_peak": round(self.periodic_peak, 2), "objective": round(self.objective, 5)}
+                "periodic_peak": round(self.periodic_peak, 2), "flicker": round(self.flicker, 7),
+                "objective": round(self.objective, 5)}
 
 
 def checkpoint_path(out: str | os.PathLike) -> Path:
@@ -284,15 +289,19 @@ class _Tuner:
         model.eval()
         x = torch.from_numpy(held.photos).permute(0, 3, 1, 2).float().div(255)
         style = torch.from_numpy(np.repeat(vec[None], len(x), 0))
-        outs = []
+        outs, flicker = [], []
         for i in range(len(x)):     # one at a time: the peak memory of a 384x384 batch is not worth it
             y = model(x[i:i + 1], style[i:i + 1])
             outs.append((y[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
+            # how much the output moves when the photo moves a little: the same warp per photo at every evaluation
+            flicker.append(float(temporal_loss(model, x[i:i + 1], style[i:i + 1], y,
+                                               torch.Generator().manual_seed(1000 + i))))
         scores = [style_score(held.e_photo[i], teacher.style_vector(o), held.e_teacher[i], vec) for i, o in enumerate(outs)]
         s4 = [ssim(downscale(o), downscale(t)) for o, t in zip(outs, held.targets)]
         peaks = [foreign_spectral_peak(o, t) for o, t in zip(outs, held.targets)]
         model.train()
-        return _Score(float(np.mean(scores)), float(np.mean(s4)), float(np.mean(peaks)), objective(model))
+        return _Score(float(np.mean(scores)), float(np.mean(s4)), float(np.mean(peaks)), float(np.mean(flicker)),
+                      objective(model))
 
     def heldout_objective(self, held: _Held, vec: np.ndarray, feats, predictor):
         """The training objective (temporal term with a fixed draw) on centre crops of the held-out photos."""
@@ -314,7 +323,8 @@ class _Tuner:
 
     def acceptable(self, s: _Score, base: _Score) -> bool:
         return (s.ssim_quarter >= base.ssim_quarter - self.o.min_ssim_drop
-                and s.periodic_peak <= max(self.o.max_peak, 2.0 * base.periodic_peak))
+                and s.periodic_peak <= max(self.o.max_peak, 2.0 * base.periodic_peak)
+                and s.flicker <= base.flicker * (1.0 + self.o.max_flicker_rise))
 
     def save_best(self, model: Student) -> None:
         tmp = self.ckpt.with_name(f".{self.ckpt.stem}.streamer-tmp-{os.getpid()}.pt")

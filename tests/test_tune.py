@@ -56,8 +56,10 @@ def test_tiny_tune_improves_its_objective_and_writes_an_onnx_that_convert_runs(t
     assert result["after"]["style_score"] >= result["before"]["style_score"]   # the best by held-out score is kept
     assert result["steps"] > 0 and result["pairs"] >= 4 and result["photos_used"] == 22
     assert len(result["heldout_photos"]) == 2
-    for key in ("style_score", "ssim_quarter", "periodic_peak"):
+    for key in ("style_score", "ssim_quarter", "periodic_peak", "flicker"):
         assert key in result["before"] and key in result["after"]
+    # the kept checkpoint passed the guard: it flickers at most 10% more than the base on the held-out photos
+    assert result["after"]["flicker"] <= result["before"]["flicker"] * 1.10 + 1e-7
     assert result["onnx_max_abs_diff_vs_torch"] <= 1e-4
 
     graph = onnx.load(str(out))
