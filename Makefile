@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DEVSTAMP:= $(VENV)/.installed-dev
 DEMO_OUT ?= out/demo.mp4
 
-.PHONY: demo test install install-dev install-distill bench student student-live student-hq clean
+.PHONY: demo test install install-dev install-distill bench student student-live student-hq tuned-styles clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -87,6 +87,12 @@ student-hq: $(CACHES)
 	$(TIER_TRAIN) --out runs/student-hq --c3 128 --blocks3 6
 	$(BIN)/distill export --weights runs/student-hq/student.pt --out runs/student-hq/student_hq.onnx
 	$(BIN)/distill eval --model runs/student-hq/student_hq.onnx --data $(CACHE)/prep2000 --pairs 36
+
+# Every bundled style tuned for the live tier (streamer/models/tuned/ and its MANIFEST.json): `streamer tune` with its
+# defaults, 5 minutes per style. Run it again after retraining the tier: a tuned model whose base or painting changed
+# is no longer used (`--style NAME` falls back to the arbitrary student). Styles still valid are skipped.
+tuned-styles: $(DEVSTAMP)
+	$(BIN)/python -m distill.tune_bundled --tier student-live
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

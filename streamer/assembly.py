@@ -27,7 +27,7 @@ from engines.select import BACKENDS, choose_backend, create_engine
 from streamer.adaptive import ProcessingSize
 from streamer.errors import InputError, one_line
 from streamer.inflight_stage import MAX_IN_FLIGHT, inflight_stage, runs_in_flight
-from streamer.model_registry import resolve_model
+from streamer.model_registry import TIERS, resolve_model, tuned_model
 from streamer.pipeline import Stage
 from streamer.processing import processing_size, stylize_stages
 from streamer.style_sources import StyleSource, check_strength
@@ -55,6 +55,12 @@ class RunOptions:
     tile: int | None = None            # tile side for big frames; None: automatic above AUTO_TILE_ABOVE, 0: never
     in_flight: int | None = None       # GPU path: batches kept in the engine between frames (None: 2 for files,
                                        # 0 for live, where each one held would add a frame of latency)
+    tuned: bool = True                 # a bundled style that ships tuned runs its tuned model (False: --arbitrary)
+
+    def fixed_style(self) -> str | None:
+        """The style every frame of the run gets, or None where it can change mid-run (a tuned model is only
+        right for its own style)."""
+        return self.style
 
     def validate(self) -> None:
         """Raise InputError naming the first bad option (the flag as the user typed it)."""
@@ -78,7 +84,10 @@ class RunOptions:
 
 
 def open_engine(options: RunOptions, *, backend: str | None = None) -> Engine:
-    """The engine for ``--backend``/``--model`` (or another backend for the same model); one-line errors."""
+    """The engine for ``--backend``/``--model`` (or another backend for the same model); one-line errors.
+
+    A bundled tier meets a fixed bundled style that ships tuned for it (``streamer styles``): the tuned model runs,
+    same architecture and speed, closer to the painting; its name (``student-live/starry_night``) says so."""
     try:
         backend = backend or options.backend
         model = options.model
@@ -87,6 +96,9 @@ def open_engine(options: RunOptions, *, backend: str | None = None) -> Engine:
             model = resolve_model(model, purpose=options.purpose, gpu=gpu)
         else:
             model = resolve_model(model)
+        style = options.fixed_style() if options.tuned else None
+        if style and model.name in TIERS:
+            model = tuned_model(model.name, style) or model
         return create_engine(backend, model, threads=options.threads, provider=options.provider)
     except EngineError as exc:
         raise InputError(one_line(exc)) from exc

@@ -338,7 +338,7 @@ def open_engines(o: BenchOptions, backends: list[str], skipped: list[dict]) -> d
     engines = {}
     for name in backends:
         try:
-            engines[name] = open_engine(RunOptions(model=o.model, threads=o.threads), backend=name)
+            engines[name] = open_engine(RunOptions(model=o.model, threads=o.threads, tuned=False), backend=name)
         except InputError as exc:
             if o.backend != "all":
                 for engine in engines.values():

