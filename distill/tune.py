@@ -129,6 +129,13 @@ class _Score:
                 "objective": round(self.objective, 5)}
 
 
+def acceptable(s: _Score, base: _Score, o: TuneOptions) -> bool:
+    """A checkpoint may be kept: SSIM/4 against the teacher, the periodic peak and the flicker stay near the base's."""
+    return (s.ssim_quarter >= base.ssim_quarter - o.min_ssim_drop
+            and s.periodic_peak <= max(o.max_peak, 2.0 * base.periodic_peak)
+            and s.flicker <= base.flicker * (1.0 + o.max_flicker_rise))
+
+
 def checkpoint_path(out: str | os.PathLike) -> Path:
     """Where the best checkpoint so far is kept: NAME.pt beside NAME.onnx."""
     return Path(out).with_suffix(".pt")
@@ -321,11 +328,6 @@ class _Tuner:
                 return float(weighted_sum(terms, o))
         return objective
 
-    def acceptable(self, s: _Score, base: _Score) -> bool:
-        return (s.ssim_quarter >= base.ssim_quarter - self.o.min_ssim_drop
-                and s.periodic_peak <= max(self.o.max_peak, 2.0 * base.periodic_peak)
-                and s.flicker <= base.flicker * (1.0 + self.o.max_flicker_rise))
-
     def save_best(self, model: Student) -> None:
         tmp = self.ckpt.with_name(f".{self.ckpt.stem}.streamer-tmp-{os.getpid()}.pt")
         try:
@@ -408,7 +410,7 @@ class _Tuner:
                 cur = self.score(averaged, teacher, held, vec, objective)
                 history.append({"step": step, "seconds": round(now - self.t0, 1), **cur.as_dict(),
                                 "loss": round(loss.item(), 5), "net": net_on})
-                if cur.style_score > best.style_score and self.acceptable(cur, base):
+                if cur.style_score > best.style_score and acceptable(cur, base, o):
                     best, best_step = cur, step
                     self.save_best(averaged)
                 self.progress(phase="train", step=step, score=cur.style_score, best=best.style_score)

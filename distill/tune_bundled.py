@@ -17,7 +17,9 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from distill.tune import TuneOptions, checkpoint_path, tune
 from streamer.bench import cpu_flags, machine_info
@@ -28,6 +30,7 @@ from streamer.styles import bundled_styles
 
 
 def read_manifest() -> dict:
+    """Every tier's entries (the file is shared by tiers and by runs for different styles)."""
     try:
         return json.loads(TUNED_MANIFEST.read_text())
     except FileNotFoundError:
@@ -35,24 +38,33 @@ def read_manifest() -> dict:
 
 
 def write_manifest(manifest: dict) -> None:
+    """Atomically: a reader never sees half a manifest."""
     tmp = TUNED_MANIFEST.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, TUNED_MANIFEST)
 
 
 def cpu_line() -> str:
+    """The machine as every result of this project names it: CPU model, cores, the vector flags that set speed."""
     info = machine_info()
     return f"{info['cpu']}, {info['cores']} cores ({' '.join(f for f in cpu_flags() if f.startswith('avx512') or f == 'avx2')})"
 
 
 def tune_style(tier: str, style: str, minutes: float, threads: int | None) -> dict:
-    """One bundled style: tune, keep the files, return its manifest entry."""
+    """One bundled style: tune in a scratch folder, move both files into place, return its manifest entry. (The
+    tuner writes its best checkpoint as it goes, starting with the base's weights: done in place, a run that
+    stops would leave a shipped tuned model's .pt out of step with its .onnx.)"""
     onnx, _ = tier_files(tier)
     image = bundled_styles()[style]
-    out = TUNED_DIR / f"{TIERS[tier]}.{style}.onnx"
-    report = tune(TuneOptions(painting=style, out=str(out), minutes=minutes, model=tier, overwrite=True,
-                              threads=threads))
-    return {"onnx": out.name, "pt": checkpoint_path(out).name, "style_file": image.name,
+    final = TUNED_DIR / f"{TIERS[tier]}.{style}.onnx"
+    with tempfile.TemporaryDirectory(prefix=".tune-", dir=TUNED_DIR) as scratch:
+        out = Path(scratch) / final.name
+        report = tune(TuneOptions(painting=str(image), out=str(out), minutes=minutes, model=tier, overwrite=True,
+                                  threads=threads))
+        if report["best_step"] > 0:
+            os.replace(checkpoint_path(out), checkpoint_path(final))
+            os.replace(out, final)
+    return {"onnx": final.name, "pt": checkpoint_path(final).name, "style_file": image.name,
             "base_sha256": sha256(onnx), "style_sha256": sha256(image),
             "before": report["before"], "after": report["after"],
             "colortransfer_style_score": report["colortransfer_style_score"],

@@ -6,6 +6,7 @@ no tensorrt) never pays for them; each exposes ``availability() -> (bool, reason
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 import onnxruntime as ort
@@ -107,8 +108,15 @@ def create_engine(backend: str, model: ModelSpec, *, threads: int | None = None,
         if model.onnx is None:
             raise EngineError(f"model {model.name}: the tensorrt backend builds from an ONNX file")
 
-        return TensorRTEngine(str(model.onnx))
+        return named(TensorRTEngine(str(model.onnx)), model.name)
     if model.weights is None:
         raise EngineError(f"model {model.name}: the torch backend needs .pt weights")
 
-    return TorchEngine(str(model.weights), device or "cuda")
+    return named(TorchEngine(str(model.weights), device or "cuda"), model.name)
+
+
+def named(engine: Engine, name: str) -> Engine:
+    """The engine reporting the model by the name it was asked for (``student-live/kandinsky``), as ONNX Runtime
+    does, not by its file's stem: `--json` says which model ran whatever the backend."""
+    engine.info = dataclasses.replace(engine.info, model=name)
+    return engine

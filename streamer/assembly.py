@@ -20,17 +20,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engines.base import Engine, EngineError
+from engines.base import Engine, EngineError, ModelSpec
 from engines.onnxruntime import PROVIDERS
 from engines.tiling import TiledEngine
 from engines.select import BACKENDS, choose_backend, create_engine
 from streamer.adaptive import ProcessingSize
 from streamer.errors import InputError, one_line
 from streamer.inflight_stage import MAX_IN_FLIGHT, inflight_stage, runs_in_flight
-from streamer.model_registry import TIERS, resolve_model, tuned_model
+from streamer.model_registry import TIERS, resolve_model, tuned_for, tuned_model
 from streamer.pipeline import Stage
 from streamer.processing import processing_size, stylize_stages
 from streamer.style_sources import StyleSource, check_strength
+from streamer.styles import bundled_styles, resolve_style
 from streamer.temporal import DEFAULT_SMOOTH, SMOOTH_MODES, SwitchableSmoother
 
 MIN_MAX_SIZE = 16
@@ -58,9 +59,9 @@ class RunOptions:
     tuned: bool = True                 # a bundled style that ships tuned runs its tuned model (False: --arbitrary)
 
     def fixed_style(self) -> str | None:
-        """The style every frame of the run gets, or None where it can change mid-run (a tuned model is only
-        right for its own style)."""
-        return self.style
+        """The style every frame of the run gets as is, or None where it can change mid-run or is mixed with the
+        clip's own (strength below 1): a tuned model is only right for its own style vector."""
+        return self.style if self.strength >= 1.0 else None
 
     def validate(self) -> None:
         """Raise InputError naming the first bad option (the flag as the user typed it)."""
@@ -87,7 +88,7 @@ def open_engine(options: RunOptions, *, backend: str | None = None) -> Engine:
     """The engine for ``--backend``/``--model`` (or another backend for the same model); one-line errors.
 
     A bundled tier meets a fixed bundled style that ships tuned for it (``streamer styles``): the tuned model runs,
-    same architecture and speed, closer to the painting; its name (``student-live/starry_night``) says so."""
+    same architecture and speed, closer to the painting; its name (``student-live/kandinsky``) says so."""
     try:
         backend = backend or options.backend
         model = options.model
@@ -96,12 +97,36 @@ def open_engine(options: RunOptions, *, backend: str | None = None) -> Engine:
             model = resolve_model(model, purpose=options.purpose, gpu=gpu)
         else:
             model = resolve_model(model)
-        style = options.fixed_style() if options.tuned else None
-        if style and model.name in TIERS:
-            model = tuned_model(model.name, style) or model
+        model = run_model(model, options)
         return create_engine(backend, model, threads=options.threads, provider=options.provider)
     except EngineError as exc:
         raise InputError(one_line(exc)) from exc
+
+
+def run_model(model: ModelSpec, options: RunOptions) -> ModelSpec:
+    """A bundled tier, tuned where the run's style is a fixed bundled style that ships tuned for it; and a tuned
+    model (picked here or named with --model TIER/STYLE) only for the style it was tuned for."""
+    style = options.fixed_style()
+    bundled = bool(style) and resolve_style(style) == bundled_styles().get(style)   # not ./kandinsky, a file
+    if options.tuned and bundled and model.name in TIERS:
+        model = tuned_model(model.name, style) or model
+    tuned = tuned_for(model)
+    if tuned and not (bundled and style == tuned):
+        this_run = (f"--style {style}" if style else "a style cycle" if options.strength >= 1.0 else
+                    f"--strength {options.strength:g}")
+        raise InputError(f"--model {model.name}: tuned for --style {tuned} at full strength only, not {this_run} "
+                         f"(use --model {model.name.partition('/')[0]})")
+    return model
+
+
+def pinned_model(options: RunOptions) -> str | None:
+    """``--model`` as this machine resolves it where that is a tuned model, else ``--model`` unchanged. For runs
+    whose engines open elsewhere (Ray nodes): each then runs this tuned file or fails naming it, instead of a node
+    without it quietly running the arbitrary student for some of the files."""
+    if not options.tuned or options.model not in (None, "student", *TIERS):
+        return options.model
+    model = run_model(resolve_model(options.model, purpose=options.purpose), options)
+    return model.name if tuned_for(model) else options.model
 
 
 def engine_for_size(engine: Engine, size: tuple[int, int], options: RunOptions) -> Engine:

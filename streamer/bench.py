@@ -79,7 +79,7 @@ from streamer.assembly import RunOptions, open_engine
 from streamer.convert import ConvertOptions, Converter
 from streamer.engine_timing import fit_size, sample_batch, speed, time_engines
 from streamer.errors import InputError, one_line
-from streamer.model_registry import resolve_model
+from streamer.model_registry import resolve_model, tuned_for
 from streamer.peers import run_peers
 from streamer.processing import processing_size
 from streamer.sample_media import write_clip
@@ -338,7 +338,10 @@ def open_engines(o: BenchOptions, backends: list[str], skipped: list[dict]) -> d
     engines = {}
     for name in backends:
         try:
-            engines[name] = open_engine(RunOptions(model=o.model, threads=o.threads, tuned=False), backend=name)
+            # speed only: the tier as named; a tuned model (--model TIER/STYLE) opened for its own style
+            style = tuned_for(resolve_model(o.model)) or STYLE
+            engines[name] = open_engine(RunOptions(model=o.model, threads=o.threads, tuned=False, style=style),
+                                        backend=name)
         except InputError as exc:
             if o.backend != "all":
                 for engine in engines.values():

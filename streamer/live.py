@@ -61,8 +61,9 @@ class LiveOptions(RunOptions):
     adaptive: bool = True                                 # with max_size None: the size follows the machine's speed
 
     def fixed_style(self) -> str | None:
-        """None with a style cycle: n/p would hand a tuned model styles it was not tuned for."""
-        return self.style if set(self.styles) <= {self.style} else None
+        """None with a style cycle: n/p would hand a tuned model styles it was not tuned for. (The +/- keys still
+        mix the style with the camera's own look in a tuned model, as in the arbitrary one.)"""
+        return super().fixed_style() if set(self.styles) <= {self.style} else None
 
     def validate(self) -> None:
         super().validate()

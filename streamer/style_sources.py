@@ -114,8 +114,12 @@ class StyleBank:
         self._jobs.put(("mark", done))
         return done.wait(timeout)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the side thread and wait for it: a process that exits while it is inside ONNX Runtime (encoding the
+        cycle's styles at start) aborts with "terminate called" instead of its exit code."""
         self._jobs.put(None)
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     # --- side thread ---------------------------------------------------------------------------
     def _work(self) -> None:

@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 from engines.onnxruntime import teacher_model_dir
 from streamer.adaptive import LADDER
 from streamer.errors import InputError, StreamerError
-from streamer.model_registry import resolve_model
+from streamer.model_registry import resolve_model, tuned_for
 from streamer.processing import DEFAULT_MAX_SIZE
 from streamer.styles import StyleEncoder, bundled_styles
 from streamer.web_fetch import ORT_DIR, ORT_FILES, ORT_VERSION, missing_files
@@ -71,6 +71,9 @@ class Resource:
 def web_model(spec: str | None):
     """The ModelSpec the page runs: a student-contract ONNX file (the live tier unless told otherwise)."""
     model = resolve_model(spec, purpose="live")
+    if tuned_for(model):
+        raise InputError(f"--model {model.name}: tuned for one style, and the page switches styles "
+                         f"(use --model {model.name.partition('/')[0]})")
     if model.kind != "student" or model.onnx is None:
         raise InputError(f"--model {spec or model.name}: the page runs student-contract ONNX models "
                          "(student, student-live, student-hq or a .onnx file), not "

@@ -156,3 +156,15 @@ def test_without_torch_it_says_what_to_install(tmp_path):
                           env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=REPO)
     one_line_error(proc, "torch", "pip install 'streamer[distill]'")
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_torch
+def test_the_checkpoint_guard_refuses_more_flicker_less_ssim_or_a_periodic_peak():
+    from distill.tune import TuneOptions, _Score, acceptable
+
+    o = TuneOptions(painting="kandinsky", out="x.onnx")
+    base = _Score(style_score=0.6, ssim_quarter=0.70, periodic_peak=20.0, flicker=0.010)
+    better = dict(style_score=0.8, ssim_quarter=0.69, periodic_peak=30.0, flicker=0.0105)
+    assert acceptable(_Score(**better), base, o)
+    for change in ({"flicker": 0.0111}, {"ssim_quarter": 0.66}, {"periodic_peak": 61.0}):
+        assert not acceptable(_Score(**{**better, **change}), base, o), change

@@ -69,6 +69,38 @@ def test_convert_runs_the_tuned_model_for_a_bundled_style(tmp_path, wide_clip):
     assert np.abs(frames["tuned"] - frames["arbitrary"]).mean() > 1.0             # the tuned one paints differently
 
 
+def test_default_model_strength_and_a_same_named_file_in_the_folder(tmp_path, wide_clip):
+    """No --model: the default tier, tuned. --strength below 1 mixes vectors: arbitrary. A file named like the
+    style in the working folder is the style the user meant (resolve_style takes it first): arbitrary."""
+    style = sorted(shipped())[0]
+    (tmp_path / style).write_bytes(bundled_styles()["starry_night"].read_bytes())
+    models = {}
+    for name, args, cwd in [("default", [], None), ("strength", ["--strength", "0.5"], None),
+                            ("file in cwd", [], tmp_path)]:
+        out = tmp_path / f"{name.replace(' ', '_')}.mp4"
+        proc = run_cli("convert", wide_clip, out, "--style", style, *FAST, *args, **({"cwd": cwd} if cwd else {}))
+        assert proc.returncode == 0, proc.stderr
+        models[name] = json.loads(proc.stdout)["model"]
+    assert models == {"default": f"{TIER}/{style}", "strength": TIER, "file in cwd": TIER}
+
+
+def test_a_tuned_model_is_refused_for_another_style_or_the_browser_page(tmp_path, wide_clip):
+    style = sorted(shipped())[0]
+    other = next(s for s in bundled_styles() if s != style)
+    for cmd in (["convert", wide_clip, tmp_path / "x.mp4", "--style", other],
+                ["convert", wide_clip, tmp_path / "x.mp4", "--style", style, "--strength", "0.5"],
+                ["live", "--source", wide_clip, "--sink", "null", "--style", style, "--styles", f"{style},{other}"]):
+        proc = run_cli(*cmd, "--model", f"{TIER}/{style}", "--threads", "1")
+        assert proc.returncode == 2, proc.stderr
+        assert f"tuned for --style {style} at full strength only" in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    from streamer.errors import InputError
+    from streamer.web_server import web_model
+
+    with pytest.raises(InputError, match="the page switches styles"):
+        web_model(f"{TIER}/{style}")
+
+
 def test_live_uses_the_tuned_model_only_for_a_fixed_style(wide_clip):
     style, other = sorted(shipped())[0], next(s for s in bundled_styles() if s != sorted(shipped())[0])
     models = {}
@@ -108,3 +140,8 @@ def test_a_stale_tuned_model_is_not_used(tmp_path, monkeypatch):
     for key in ("base_sha256", "style_sha256"):
         (folder / "MANIFEST.json").write_text(json.dumps({TIER: {style: {**entry, key: "0" * 64}}}))
         assert tuned_model(TIER, style) is None, key
+    (folder / "MANIFEST.json").write_text(json.dumps({TIER: {style: entry}}))
+    (folder / entry["onnx"]).unlink()                   # a tuned file gone missing: not used either
+    assert tuned_model(TIER, style) is None
+    (folder / "MANIFEST.json").write_text("[1, 2]")     # a manifest that is not an object: nothing is tuned
+    assert tuned_styles(TIER) == {}

@@ -1,6 +1,7 @@
 """``streamer convert INPUT OUTPUT``: a video, an image, or a folder of them."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from streamer import ray_convert
+from streamer.assembly import pinned_model
 from streamer.cli.options import add_report_flags, add_run_flags, run_options
 from streamer.convert import ConvertOptions, ConvertResult, Converter, batch_jobs
 from streamer.errors import EXIT_FAILURE, EXIT_USAGE, InputError
@@ -71,6 +73,8 @@ class Progress:
 def cmd_convert(args) -> int:
     opts = ConvertOptions(**run_options(args), codec=args.codec, crf=args.crf, preset=args.preset,
                           overwrite=args.overwrite, strict=args.strict)
+    if args.ray is not None:
+        opts = dataclasses.replace(opts, model=pinned_model(opts))     # the same model on every Ray node
     progress = Progress(sys.stderr.isatty() and not args.quiet and not args.json)
     conv = Converter(opts)
     try:
