@@ -12,11 +12,11 @@ the time budget is spent. What is tuned and with which losses was measured (benc
 - **Losses**: the distillation terms (`distill.train.image_terms`, the Gram/mean/std term at 5x its distillation
   weight), the style-space term against the teacher's output (0.5, distillation 0.15), a style-space term against
   the painting's own vector (a hinge: as close to the painting as the teacher's output is, not closer), and the
-  temporal term.
+  temporal term at 8x its distillation weight (a more stylized output has more texture to flicker).
 - **Which checkpoint**: the held-out bundled photos (never in a training pair) are stylized every few seconds and
   scored with the yardstick of `distill eval`, the style score (1.0 = as stylized as the teacher). The best one
-  that keeps SSIM/4 against the teacher, has no periodic pattern the teacher lacks and flickers at most 10% more
-  than the base is kept. Flicker is the temporal term on a fixed small warp of each held-out photo: a more
+  that keeps SSIM/4 against the teacher, has no periodic pattern the teacher lacks and flickers at most 25% more
+  than the base (``max_flicker_rise``) is kept. Flicker is the temporal term on a fixed small warp of each held-out photo: a more
   stylized output has more texture to flicker, and the temporal loss alone did not hold it. It is written as
   ``NAME.pt`` beside ``NAME.onnx`` whenever it improves (so Ctrl-C keeps it), and exported at the end with the
   student contract (``frame``, ``style`` in, ``stylized`` out), same architecture and MACs as the base model.
@@ -88,7 +88,9 @@ class TuneOptions:
     ema: float = 0.9                  # the scored and kept weights are this exponential average of the steps' (0: off)
     min_ssim_drop: float = 0.03       # a checkpoint may lose at most this much held-out SSIM/4 against the base
     max_peak: float = 60.0            # ...and its periodic peak may not exceed this and 2x the base's
-    max_flicker_rise: float = 0.10    # ...and its flicker (the temporal term, fixed warps) at most this much over the base's
+    max_flicker_rise: float = 0.25    # ...and its flicker (the temporal term, fixed warps) at most this much over the base's
+                                      # (0.10 kept nothing on an unseen painting; 0.25 keeps flow-smoothed E_warp near
+                                      # the project's bound of 0.25x the teacher's: the live tier is at 0.20x)
     threads: int | None = None        # torch and ONNX Runtime threads (default: all cores)
     seed: int = 0
     w_pixel: float = 1.0
@@ -101,7 +103,7 @@ class TuneOptions:
     w_spectrum: float = 1.0
     w_stylespace: float = 0.5         # distillation: 0.15
     w_painting: float = 0.5           # hinge on the distance to the painting's own style vector
-    w_temporal: float = 5.0
+    w_temporal: float = 40.0          # distillation: 5; at 5 a tuned painting flickered 20-46% more, 40 halves that
 
 
 @dataclass
@@ -478,6 +480,8 @@ def validate(options: TuneOptions) -> None:
     for name in ("pairs", "batch", "crop", "holdout", "video_frames"):
         if getattr(options, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} {getattr(options, name)}: must be at least 1")
+    if not options.max_flicker_rise >= 0:
+        raise InputError(f"--max-flicker-rise {options.max_flicker_rise:g}: must be 0 or more")
     if options.crop > EVAL_SIDE:
         raise InputError(f"--crop {options.crop}: at most {EVAL_SIDE} (the teacher's size)")
     read_image(resolve_style(options.painting))

@@ -58,8 +58,8 @@ def test_tiny_tune_improves_its_objective_and_writes_an_onnx_that_convert_runs(t
     assert len(result["heldout_photos"]) == 2
     for key in ("style_score", "ssim_quarter", "periodic_peak", "flicker"):
         assert key in result["before"] and key in result["after"]
-    # the kept checkpoint passed the guard: it flickers at most 10% more than the base on the held-out photos
-    assert result["after"]["flicker"] <= result["before"]["flicker"] * 1.10 + 1e-7
+    # the kept checkpoint passed the guard: it flickers at most 25% more than the base on the held-out photos
+    assert result["after"]["flicker"] <= result["before"]["flicker"] * 1.25 + 1e-7
     assert result["onnx_max_abs_diff_vs_torch"] <= 1e-4
 
     graph = onnx.load(str(out))
@@ -166,5 +166,7 @@ def test_the_checkpoint_guard_refuses_more_flicker_less_ssim_or_a_periodic_peak(
     base = _Score(style_score=0.6, ssim_quarter=0.70, periodic_peak=20.0, flicker=0.010)
     better = dict(style_score=0.8, ssim_quarter=0.69, periodic_peak=30.0, flicker=0.0105)
     assert acceptable(_Score(**better), base, o)
-    for change in ({"flicker": 0.0111}, {"ssim_quarter": 0.66}, {"periodic_peak": 61.0}):
+    for change in ({"flicker": 0.0126}, {"ssim_quarter": 0.66}, {"periodic_peak": 61.0}):
         assert not acceptable(_Score(**{**better, **change}), base, o), change
+    strict = TuneOptions(painting="kandinsky", out="x.onnx", max_flicker_rise=0.10)     # --max-flicker-rise 0.1
+    assert not acceptable(_Score(**{**better, "flicker": 0.0111}), base, strict)

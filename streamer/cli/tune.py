@@ -37,6 +37,9 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=None, help="crops per step (default 8)")
     p.add_argument("--holdout", type=int, default=None, help="photos held out for the score (default 4)")
     p.add_argument("--lr", type=float, default=None, help="learning rate of the style MLP (default 0.001)")
+    p.add_argument("--max-flicker-rise", type=float, default=None, metavar="F",
+                   help="keep only checkpoints that flicker at most this fraction more than the base on the held-out "
+                        "photos (default 0.25; 0.10 holds temporal stability closer, at the cost of stylization)")
     p.add_argument("--threads", type=int, default=None, help="torch and ONNX Runtime threads (default: all cores)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("-y", "--overwrite", action="store_true", help="replace NAME.onnx if it exists")
@@ -89,7 +92,7 @@ def cmd_tune(args) -> int:
               file=sys.stderr)
         return EXIT_USAGE
 
-    given = {k: getattr(args, k) for k in ("pairs", "crop", "batch", "holdout", "threads", "seed")
+    given = {k: getattr(args, k) for k in ("pairs", "crop", "batch", "holdout", "threads", "seed", "max_flicker_rise")
              if getattr(args, k) is not None}
     if args.lr is not None:
         given["lr_style"] = args.lr
