@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 STYLE_DIM = 100
 COLOR_PARAMS = 12   # 3x3 matrix + 3 bias
+EDGE_PAD = 8        # rows of reflection below the frame (a multiple of 8: frame sides stay multiples of 8)
 
 
 @dataclass
@@ -103,6 +104,11 @@ class Student(nn.Module):
         return out
 
     def forward(self, frame: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        # EDGE_PAD rows reflected below the frame, cropped at the end: without them the trained networks tint their
+        # last row (+54 grey levels of green for student-live v2, +91 after more training): a line along the
+        # bottom of every video. The other three edges show no such bias.
+        rows = frame.shape[-2]
+        frame = F.pad(frame, (0, 0, 0, EDGE_PAD), mode="reflect")
         params = self.film_params(style)
         n_main = len(self._film_widths)
         color_matrix, color_bias = params[n_main]
@@ -126,7 +132,7 @@ class Student(nn.Module):
         y = F.pixel_shuffle(self.head(x), 2)
         n, _, h, w = frame.shape
         color = torch.matmul(color_matrix, (frame * 2.0 - 1.0).reshape(n, 3, h * w)).reshape(n, 3, h, w)
-        return torch.sigmoid(y + color + color_bias[:, :, None, None])
+        return torch.sigmoid(y + color + color_bias[:, :, None, None])[:, :, :rows, :]
 
 
 def count_macs_per_pixel(model: Student) -> float:
