@@ -5,8 +5,8 @@ Each style gets `streamer tune NAME` with its defaults (5 minutes), written to `
 the tier's ONNX and of the style image it was tuned from: `streamer.model_registry.tuned_styles` uses an entry
 only while both still match, so retraining a tier never runs a stale tuned model (run this again instead).
 Styles whose entry is still valid are skipped (``--force`` tunes them again), so an interrupted run resumes. A style
-for which no checkpoint beat the base within the tuner's guards (SSIM/4, periodic peak, flicker) ships no tuned
-model: `--style NAME` then runs the arbitrary student.
+whose tuned score does not beat the base by ``MIN_GAIN`` (the score's noise) within the tuner's guards (SSIM/4,
+periodic peak, flicker) ships no tuned model: `--style NAME` then runs the arbitrary student.
 
     python -m distill.tune_bundled --tier student-live [--minutes 5] [--threads 2] [--style starry_night ...]
 """
@@ -21,12 +21,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from distill.export import export
 from distill.tune import TuneOptions, checkpoint_path, tune
 from streamer.bench import cpu_flags, machine_info
 from streamer.errors import InputError
 from streamer.model_registry import (TIERS, TUNED_DIR, TUNED_MANIFEST, sha256, tier_files,
                                      tuned_styles)
 from streamer.styles import bundled_styles
+
+
+MIN_GAIN = 0.03   # the tuner's held-out score moves about +-0.03 between neighbouring evaluations
 
 
 def read_manifest() -> dict:
@@ -73,6 +77,25 @@ def tune_style(tier: str, style: str, minutes: float, threads: int | None) -> di
             "machine": cpu_line(), "date": time.strftime("%Y-%m-%d"), "python": platform.python_version()}
 
 
+def reexport(tier: str) -> int:
+    """The tuned ONNX files again from their .pt, each checked against PyTorch by `distill.export`; the manifest
+    then names the tier's current ONNX as their base. Weights and scores are unchanged, only the graph is new."""
+    onnx, _ = tier_files(tier)
+    manifest = read_manifest()
+    for style, entry in manifest.get(tier, {}).items():
+        final = TUNED_DIR / entry["onnx"]
+        tmp = final.with_name(f".{final.stem}.streamer-tmp-{os.getpid()}.onnx")
+        try:
+            report = export(str(TUNED_DIR / entry["pt"]), str(tmp))
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        entry["base_sha256"] = sha256(onnx)
+        print(f"{style}: {final.name} exported again (at most {report['max_abs_diff_vs_torch']:.1e} from PyTorch)")
+    write_manifest(manifest)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tier", default="student-live", choices=sorted(TIERS))
@@ -80,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--force", action="store_true", help="tune again styles whose tuned model is still valid")
+    ap.add_argument("--reexport", action="store_true",
+                    help="no tuning: export every tuned .pt of the tier to ONNX again and record the tier's ONNX as "
+                         "their base (after a change to the network's graph that keeps its weights)")
     args = ap.parse_args(argv)
+    if args.reexport:
+        return reexport(args.tier)
     onnx, pt = tier_files(args.tier)
     if onnx is None or pt is None:
         raise SystemExit(f"{args.tier}: needs both its .onnx and its .pt bundled")
@@ -99,15 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         except InputError as exc:
             raise SystemExit(f"{style}: {exc}") from None
         manifest = read_manifest()           # re-read: another run may have added styles meanwhile
-        if entry["best_step"] == 0:          # no checkpoint beat the base within the guards: ship nothing for it
+        gain = entry["after"]["style_score"] - entry["before"]["style_score"]
+        if gain < MIN_GAIN:                  # nothing, or no more than the score's noise, for more flicker: ship none
             manifest.get(args.tier, {}).pop(style, None)
             for name in (entry["onnx"], entry["pt"]):
                 (TUNED_DIR / name).unlink(missing_ok=True)
         else:
             manifest.setdefault(args.tier, {})[style] = entry
         write_manifest(manifest)
-        print("not shipped (no checkpoint beat the base within the guards): " if entry["best_step"] == 0 else "",
-              end="")
+        print(f"not shipped (gain under {MIN_GAIN}): " if gain < MIN_GAIN else "", end="")
         print(f"{style}: style score {entry['before']['style_score']:.3f} -> {entry['after']['style_score']:.3f}, "
               f"SSIM/4 {entry['before']['ssim_quarter']:.3f} -> {entry['after']['ssim_quarter']:.3f}, "
               f"{entry['steps']} steps, {time.time() - t0:.0f} s", flush=True)
