@@ -22,9 +22,10 @@ sys.path.insert(0, str(REPO))
 from streamer.bench import machine_info  # noqa: E402
 from streamer.sample_media import painting  # noqa: E402
 
-PROBE = ("import json, resource, sys, time; from streamer.cli import run; t = time.perf_counter(); c = run(sys.argv[1:]); "
-         "print(json.dumps({'code': c, 'seconds': time.perf_counter() - t, "
-         "'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))")
+# VmHWM, not ru_maxrss (which Linux carries over from the parent across fork and exec)
+PROBE = ("import json, re, sys, time; from streamer.cli import run; t = time.perf_counter(); c = run(sys.argv[1:]); "
+         "hwm = int(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)); "
+         "print(json.dumps({'code': c, 'seconds': time.perf_counter() - t, 'rss_mb': hwm / 1024}))")
 
 
 def convert(src: Path, dst: Path, *args: str) -> dict:

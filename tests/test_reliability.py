@@ -204,8 +204,9 @@ def test_read_only_output_location(tmp_path, mount_tmpfs, clip):
 def test_two_writers_one_output_end_with_one_complete_file(tmp_path):
     """Two real `streamer convert -y` processes write the same OUTPUT at once (from different inputs, so the result
     shows whose it is): the file that stays is one of them, whole, never a mix or a half."""
-    a = make_clip(tmp_path / "a.mp4", width=320, height=240, frames=90, style="hokusai_bridge", audio=None)
-    b = make_clip(tmp_path / "b.mp4", width=320, height=240, frames=120, style="starry_night", audio=None)
+    # long enough (seconds each) that the two overlap even when one interpreter starts a second later on a busy machine
+    a = make_clip(tmp_path / "a.mp4", width=320, height=240, frames=450, style="hokusai_bridge", audio=None)
+    b = make_clip(tmp_path / "b.mp4", width=320, height=240, frames=480, style="starry_night", audio=None)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / "same.mp4"
@@ -223,8 +224,8 @@ def test_two_writers_one_output_end_with_one_complete_file(tmp_path):
     assert sorted(p.name for p in out_dir.iterdir()) == ["same.mp4"]
     with av.open(str(out)) as c:
         got = [f.to_ndarray(format="rgb24").astype(np.int16) for f in c.decode(video=0)]
-    winner = a if len(got) == 90 else b
-    assert len(got) in (90, 120)
+    winner = a if len(got) == 450 else b
+    assert len(got) in (450, 480)
     with av.open(str(winner)) as c:
         want = [f.to_ndarray(format="rgb24").astype(np.int16) for f in c.decode(video=0)]
     diffs = [np.abs(g - w).mean() for g, w in zip(got, want)]
