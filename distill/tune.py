@@ -16,10 +16,10 @@ the time budget is spent. What is tuned and with which losses was measured (benc
 - **Which checkpoint**: the held-out bundled photos (never in a training pair) are stylized every few seconds and
   scored with the yardstick of `distill eval`, the style score (1.0 = as stylized as the teacher). The best one
   that keeps SSIM/4 against the teacher, has no periodic pattern the teacher lacks and flickers at most 25% more
-  than the base (``max_flicker_rise``) is kept. Flicker is the temporal term on a fixed small warp of each held-out photo: a more
-  stylized output has more texture to flicker, and the temporal loss alone did not hold it. It is written as
-  ``NAME.pt`` beside ``NAME.onnx`` whenever it improves (so Ctrl-C keeps it), and exported at the end with the
-  student contract (``frame``, ``style`` in, ``stylized`` out), same architecture and MACs as the base model.
+  than the base (``max_flicker_rise``) is kept. Flicker is the temporal term on a fixed small warp of each held-out
+  photo: a more stylized output has more texture to flicker, and the temporal loss alone did not hold it. It is
+  written as ``NAME.pt`` beside ``NAME.onnx`` whenever it improves (so Ctrl-C keeps it), and exported at the end
+  with the student contract (``frame``, ``style`` in, ``stylized`` out), same architecture and MACs as the base model.
 
 Nothing half-written appears at ``out``: the ONNX is exported to a temporary file beside it, checked against
 PyTorch (`distill.export`), then renamed into place.
@@ -88,8 +88,8 @@ class TuneOptions:
     ema: float = 0.9                  # the scored and kept weights are this exponential average of the steps' (0: off)
     min_ssim_drop: float = 0.03       # a checkpoint may lose at most this much held-out SSIM/4 against the base
     max_peak: float = 60.0            # ...and its periodic peak may not exceed this and 2x the base's
-    max_flicker_rise: float = 0.25    # ...and its flicker (the temporal term, fixed warps) at most this much over the base's
-                                      # (0.10 kept nothing on an unseen painting; 0.25 keeps flow-smoothed E_warp near
+    max_flicker_rise: float = 0.25    # ...and its flicker (the temporal term on fixed warps) at most this much over
+                                      # the base's (0.10 kept nothing on an unseen painting; 0.25 keeps flow-smoothed E_warp near
                                       # the project's bound of 0.25x the teacher's: the live tier is at 0.20x)
     threads: int | None = None        # torch and ONNX Runtime threads (default: all cores)
     seed: int = 0

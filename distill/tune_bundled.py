@@ -51,7 +51,8 @@ def write_manifest(manifest: dict) -> None:
 def cpu_line() -> str:
     """The machine as every result of this project names it: CPU model, cores, the vector flags that set speed."""
     info = machine_info()
-    return f"{info['cpu']}, {info['cores']} cores ({' '.join(f for f in cpu_flags() if f.startswith('avx512') or f == 'avx2')})"
+    flags = " ".join(f for f in cpu_flags() if f.startswith("avx512") or f == "avx2")
+    return f"{info['cpu']}, {info['cores']} cores ({flags})"
 
 
 def tune_style(tier: str, style: str, minutes: float, threads: int | None) -> dict:

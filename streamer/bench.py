@@ -336,10 +336,10 @@ def run_bench(options: BenchOptions, log=print) -> dict:
 def open_engines(o: BenchOptions, backends: list[str], skipped: list[dict]) -> dict[str, Engine]:
     """One engine per backend; with ``all`` a backend that fails to open is skipped with its reason."""
     engines = {}
+    # speed only: the tier as named; a tuned model (--model TIER/STYLE) opened for its own style
+    style = tuned_for(resolve_model(o.model)) or STYLE
     for name in backends:
         try:
-            # speed only: the tier as named; a tuned model (--model TIER/STYLE) opened for its own style
-            style = tuned_for(resolve_model(o.model)) or STYLE
             engines[name] = open_engine(RunOptions(model=o.model, threads=o.threads, tuned=False, style=style),
                                         backend=name)
         except InputError as exc:

@@ -64,7 +64,8 @@ def resolve_model(spec: str | None, *, purpose: str = "file", gpu: bool = False)
         if not spec:
             raise InputError(f"{MODELS_DIR}: no bundled student model (train and export one, or use --model teacher)")
     tier, _, style = spec.partition("/")
-    if tier in TIERS and style and Path(spec).suffix.lower() not in (".onnx", ".pt", ".pth") and not Path(spec).exists():
+    is_path = Path(spec).suffix.lower() in (".onnx", ".pt", ".pth") or Path(spec).exists()
+    if tier in TIERS and style and not is_path:
         tuned = tuned_model(tier, style)
         if tuned is None:
             raise InputError(f"{spec}: no tuned model for {style!r} (tuned for {tier}: "
@@ -99,9 +100,10 @@ def sha256(path: Path) -> str:
 def _tuned_entries(tier: str) -> dict[str, dict]:
     """The manifest's entries for a tier; none when it is missing or unreadable (then nothing runs tuned)."""
     try:
-        entries = json.loads(TUNED_MANIFEST.read_text()).get(tier, {})
-    except (OSError, ValueError, AttributeError):
+        manifest = json.loads(TUNED_MANIFEST.read_text())
+    except (OSError, ValueError):
         return {}
+    entries = manifest.get(tier) if isinstance(manifest, dict) else None
     return {k: v for k, v in entries.items() if isinstance(v, dict)} if isinstance(entries, dict) else {}
 
 

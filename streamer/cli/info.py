@@ -31,10 +31,8 @@ def cmd_styles(args) -> int:
     style is fixed; the score is the tuner's held-out style score, arbitrary -> tuned, 1.0 = the teacher)."""
     styles = bundled_styles()
     tuned = {tier: tuned_styles(tier) for tier in bundled_tiers()}
-    rows = {name: {"path": str(path),
-                   "tuned": {tier: {"model": f"{tier}/{name}", "style_score_before": e.get("before", {}).get("style_score"),
-                                    "style_score_after": e.get("after", {}).get("style_score")}
-                             for tier, entries in tuned.items() for e in [entries.get(name)] if e}}
+    rows = {name: {"path": str(path), "tuned": {tier: tuned_row(tier, name, entries[name])
+                                                for tier, entries in tuned.items() if name in entries}}
             for name, path in styles.items()}
     if args.json:
         print(json.dumps(rows))
@@ -44,6 +42,11 @@ def cmd_styles(args) -> int:
                  for tier, t in row["tuned"].items()]
         print(f"{name:24} {row['path']}" + (f"  {'; '.join(notes)}" if notes else ""))
     return 0
+
+
+def tuned_row(tier: str, style: str, entry: dict) -> dict:
+    return {"model": f"{tier}/{style}", "style_score_before": entry.get("before", {}).get("style_score"),
+            "style_score_after": entry.get("after", {}).get("style_score")}
 
 
 def cmd_info(args) -> int:
