@@ -4,11 +4,14 @@ The teacher is the only supervisor: it stylizes random crops of a bundled set of
 user's clip with ``video``) in the painting's style once, and the student is fine-tuned towards those targets until
 the time budget is spent. What is tuned and with which losses was measured (benchmarks/RESULTS.md, "Tuning"):
 
-- **What**: the style-conditioning path. For one painting the style vector is fixed, so the style MLP's output
-  (every FiLM scale and shift, the colour matrix) becomes a free set of per-style constants, and tuning it costs
-  nothing at run time. Tuning the convolutions as well (``scope="all"``, or ``"auto"``: the style MLP first, the
-  whole network from ``style_fraction`` of the time) raised the score too, but within 5 minutes it brought periodic
-  patterns or lost SSIM/4, so the default is the style MLP alone.
+- **What**: the style-conditioning path and the residual blocks (``scope="body"``, the default). For one painting
+  the style vector is fixed, so the style MLP's output (every FiLM scale and shift, the colour matrix) becomes a
+  free set of per-style constants; the residual blocks at 1/4 and 1/8 resolution are tuned too, at a lower rate.
+  The layers that change resolution (the stride-2 stem and downsampling convs, the upsampling conv and the
+  pixel-shuffle head) stay as distilled: tuning them as well (``"all"``) painted periodic patterns within two
+  minutes on some paintings (a spectral peak thousands of times the teacher's), which ``"body"`` never did.
+  ``"style"`` tunes the style MLP alone (it saturates within about two minutes); ``"auto"`` tunes it first and the
+  whole network from ``style_fraction`` of the time.
 - **Losses**: the distillation terms (`distill.train.image_terms`, the Gram/mean/std term at 5x its distillation
   weight), the style-space term against the teacher's output (0.5, distillation 0.15), a style-space term against
   the painting's own vector (a hinge: as close to the painting as the teacher's output is, not closer), and the
@@ -60,7 +63,8 @@ from streamer.styles import resolve_style
 
 BUNDLED_PHOTOS = Path(streamer.__file__).resolve().parent / "assets" / "photos"
 DEFAULT_MODEL = "student-live"
-SCOPES = ("auto", "style", "all")
+SCOPES = ("auto", "style", "all", "body")
+RESAMPLING = ("stem.", "down.", "up.", "head.")   # the layers that change resolution; "body" leaves them alone
 SCORE_SCALE = 256 / 384       # the style predictor sees a 384x384 output at 256x256
 EVAL_SIDE = 384              # held-out photos are scored at the teacher's size, as `distill eval` does
 
@@ -74,7 +78,8 @@ class TuneOptions:
     video: str | None = None          # a clip whose frames join the training photos
     model: str | None = None          # the base: a tier name (default student-live) or a .pt
     overwrite: bool = False           # replace an existing `out`
-    scope: str = "style"              # style (the style MLP only), all, or auto (style MLP first, then all)
+    scope: str = "body"               # body (style MLP + residual blocks), style (the style MLP only), all, or auto
+                                      # (style MLP first, then all)
     style_fraction: float = 0.4       # auto: the share of the training time spent on the style MLP alone
     pairs: int = 96                   # at most this many teacher pairs...
     pairs_fraction: float = 0.2       # ...made within this share of the budget (at least `batch`)
@@ -83,7 +88,7 @@ class TuneOptions:
     crop: int = 192                   # training crop side (pairs are 384x384, the teacher's size)
     batch: int = 8
     lr_style: float = 1e-3            # learning rate of the style MLP (3e-3: best after ~40 steps, then worse)
-    lr_net: float = 2e-4              # learning rate of the rest of the network (scope all/auto)
+    lr_net: float = 2e-4              # learning rate of the rest of the network (scope body/all/auto)
     eval_every: float = 15.0          # seconds between held-out scores
     ema: float = 0.9                  # the scored and kept weights are this exponential average of the steps' (0: off)
     min_ssim_drop: float = 0.03       # a checkpoint may lose at most this much held-out SSIM/4 against the base
@@ -364,10 +369,13 @@ class _Tuner:
         objective = self.heldout_objective(held, vec, feats, predictor)
 
         style_params = list(model.style_mlp.parameters())
-        net_params = [p for n, p in model.named_parameters() if not n.startswith("style_mlp.")]
+        net_params = [p for n, p in model.named_parameters() if not n.startswith("style_mlp.")
+                      and not (o.scope == "body" and n.startswith(RESAMPLING))]
         opt = torch.optim.Adam([{"params": style_params, "lr": o.lr_style}, {"params": net_params, "lr": 0.0}])
-        for p in net_params:
-            p.requires_grad_(o.scope == "all")
+        for p in model.parameters():      # the style MLP always; the rest only as the scope says
+            p.requires_grad_(False)
+        for p in style_params + (net_params if o.scope in ("all", "body") else []):
+            p.requires_grad_(True)
         style = torch.from_numpy(vec[None])
 
         averaged = copy.deepcopy(model) if o.ema > 0 else model
@@ -379,7 +387,7 @@ class _Tuner:
         best_step, step = 0, 0
         train_t0 = time.time()
         last_eval = train_t0
-        net_on = o.scope == "all"
+        net_on = o.scope in ("all", "body")
         batch = min(o.batch, len(data.content))
         cfg = _BatchConfig(batch=batch, crop=min(o.crop, data.content.shape[1]))
         while time.time() < self.deadline:

@@ -73,7 +73,8 @@ def tune_style(tier: str, style: str, minutes: float, threads: int | None) -> di
             "base_sha256": sha256(onnx), "style_sha256": sha256(image),
             "before": report["before"], "after": report["after"],
             "colortransfer_style_score": report["colortransfer_style_score"],
-            "minutes": report["minutes"], "steps": report["steps"], "best_step": report["best_step"],
+            "scope": report["scope"], "minutes": report["minutes"], "steps": report["steps"],
+            "best_step": report["best_step"],
             "heldout_photos": report["heldout_photos"], "threads": threads or os.cpu_count(),
             "machine": cpu_line(), "date": time.strftime("%Y-%m-%d"), "python": platform.python_version()}
 

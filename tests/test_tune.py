@@ -67,6 +67,17 @@ def test_tiny_tune_improves_its_objective_and_writes_an_onnx_that_convert_runs(t
     assert [i.name for i in graph.graph.input] == ["frame", "style"]
     assert [o.name for o in graph.graph.output] == ["stylized"]
     assert Path(result["checkpoint"]) == out.with_suffix(".pt") and out.with_suffix(".pt").is_file()
+    assert result["scope"] == "body"
+    # the default scope tunes the style MLP and the residual blocks; the resampling layers stay as distilled
+    import torch
+    def weights(path: Path) -> dict:
+        return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    base, tuned = weights(REPO / "streamer" / "models" / "student_live.pt"), weights(out.with_suffix(".pt"))
+    resampling = [k for k in base if k.split(".")[0] in ("stem", "down", "up", "head")]
+    assert resampling and all(torch.equal(base[k], tuned[k]) for k in resampling)
+    if result["best_step"] > 0:
+        changed = {k.split(".")[0] for k in base if not torch.equal(base[k], tuned[k])}
+        assert "style_mlp" in changed and "blocks" in changed, changed
     assert leftovers(tmp_path) == []
 
     clip = make_clip(tmp_path / "in.mp4")

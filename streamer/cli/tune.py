@@ -29,9 +29,11 @@ def register(sub) -> None:
     p.add_argument("--video", metavar="CLIP", help="add frames of this clip to the photos")
     p.add_argument("--model", default=None,
                    help="the base: student-live (default), student-hq, or a .pt file")
-    p.add_argument("--scope", default="style", choices=("style", "auto", "all"),
-                   help="what is tuned: the style MLP, which sets every FiLM scale and shift and the colour matrix "
-                        "(default); auto: the style MLP, then all of the network from 40%% of the time; all")
+    p.add_argument("--scope", default="body", choices=("body", "style", "auto", "all"),
+                   help="what is tuned: body (default): the style MLP, which sets every FiLM scale and shift and the "
+                        "colour matrix, and the residual blocks; style: the style MLP alone; all: every layer, "
+                        "resampling ones included (can paint periodic patterns); auto: the style MLP, then all of "
+                        "the network from 40%% of the time")
     p.add_argument("--pairs", type=int, default=None, help="at most this many teacher pairs (default 96)")
     p.add_argument("--crop", type=int, default=None, help="training crop side in pixels (default 192)")
     p.add_argument("--batch", type=int, default=None, help="crops per step (default 8)")
