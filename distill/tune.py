@@ -6,10 +6,11 @@ the time budget is spent. What is tuned and with which losses was measured (benc
 
 - **What**: the style-conditioning path and the residual blocks (``scope="body"``, the default). For one painting
   the style vector is fixed, so the style MLP's output (every FiLM scale and shift, the colour matrix) becomes a
-  free set of per-style constants; the residual blocks at 1/4 and 1/8 resolution are tuned too, at a lower rate.
-  The layers that change resolution (the stride-2 stem and downsampling convs, the upsampling conv and the
-  pixel-shuffle head) stay as distilled: tuning them as well (``"all"``) painted periodic patterns within two
-  minutes on some paintings (a spectral peak thousands of times the teacher's), which ``"body"`` never did.
+  free set of per-style constants; the residual blocks at 1/4 resolution and the whole 1/8 branch (its stride-2
+  entry, blocks and 1x1 exit, upsampled bilinearly) are tuned too, at a lower rate. The main path's layers that
+  change resolution (the stride-2 stem and 1/4 downsampling convs, the upsampling conv and the pixel-shuffle head)
+  stay as distilled: tuning them as well (``"all"``) painted periodic patterns within two minutes on some paintings
+  (a spectral peak thousands of times the teacher's), which ``"body"`` never did.
   ``"style"`` tunes the style MLP alone (it saturates within about two minutes); ``"auto"`` tunes it first and the
   whole network from ``style_fraction`` of the time.
 - **Losses**: the distillation terms (`distill.train.image_terms`, the Gram/mean/std term at 5x its distillation
@@ -64,7 +65,7 @@ from streamer.styles import resolve_style
 BUNDLED_PHOTOS = Path(streamer.__file__).resolve().parent / "assets" / "photos"
 DEFAULT_MODEL = "student-live"
 SCOPES = ("auto", "style", "all", "body")
-RESAMPLING = ("stem.", "down.", "up.", "head.")   # the layers that change resolution; "body" leaves them alone
+RESAMPLING = ("stem.", "down.", "up.", "head.")   # the main path's resampling layers; "body" leaves them alone
 SCORE_SCALE = 256 / 384       # the style predictor sees a 384x384 output at 256x256
 EVAL_SIDE = 384              # held-out photos are scored at the teacher's size, as `distill eval` does
 

@@ -31,9 +31,9 @@ def register(sub) -> None:
                    help="the base: student-live (default), student-hq, or a .pt file")
     p.add_argument("--scope", default="body", choices=("body", "style", "auto", "all"),
                    help="what is tuned: body (default): the style MLP, which sets every FiLM scale and shift and the "
-                        "colour matrix, and the residual blocks; style: the style MLP alone; all: every layer, "
-                        "resampling ones included (can paint periodic patterns); auto: the style MLP, then all of "
-                        "the network from 40%% of the time")
+                        "colour matrix, the residual blocks and the 1/8 branch; style: the style MLP alone; all: "
+                        "every layer, resampling ones included (can paint periodic patterns); auto: the style MLP, "
+                        "then all of the network from 40%% of the time")
     p.add_argument("--pairs", type=int, default=None, help="at most this many teacher pairs (default 96)")
     p.add_argument("--crop", type=int, default=None, help="training crop side in pixels (default 192)")
     p.add_argument("--batch", type=int, default=None, help="crops per step (default 8)")
