@@ -2,7 +2,7 @@
 
     python -m benchmarks.tiling [--model student] [--tile 1024] [--json benchmarks/tiling.json]
 
-Each run is a fresh `streamer convert` process (peak RSS from getrusage), so one run's memory cannot hide another's.
+Each run is a fresh `streamer convert` process (peak RSS: `streamer.bench.peak_rss_mb`), so one run's memory cannot hide another's.
 """
 from __future__ import annotations
 
@@ -22,10 +22,9 @@ sys.path.insert(0, str(REPO))
 from streamer.bench import machine_info  # noqa: E402
 from streamer.sample_media import painting  # noqa: E402
 
-# VmHWM, not ru_maxrss (which Linux carries over from the parent across fork and exec)
-PROBE = ("import json, re, sys, time; from streamer.cli import run; t = time.perf_counter(); c = run(sys.argv[1:]); "
-         "hwm = int(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)); "
-         "print(json.dumps({'code': c, 'seconds': time.perf_counter() - t, 'rss_mb': hwm / 1024}))")
+PROBE = ("import json, sys, time; from streamer.bench import peak_rss_mb; from streamer.cli import run; "
+         "t = time.perf_counter(); c = run(sys.argv[1:]); "
+         "print(json.dumps({'code': c, 'seconds': time.perf_counter() - t, 'rss_mb': peak_rss_mb()}))")
 
 
 def convert(src: Path, dst: Path, *args: str) -> dict:

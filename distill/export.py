@@ -7,6 +7,7 @@ which TensorRT 10.12+/11 builds without the removed FP16 builder flag.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -64,3 +65,16 @@ def _compare_with_torch(model, path: Path) -> float:
         ref = model(frame, style).numpy()
     got = make_session(path).run(["stylized"], {"frame": frame.numpy(), "style": style.numpy()})[0]
     return float(np.abs(ref - got).max())
+
+
+def export_replacing(weights: str, out: str | os.PathLike) -> dict:
+    """`export` to a temporary file beside ``out``, renamed into place only once checked against PyTorch: whoever
+    reads ``out`` (a running engine, the tuned-styles manifest) never sees a half-written or unchecked model."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.stem}.streamer-tmp-{os.getpid()}.onnx")
+    try:
+        report = export(weights, str(tmp))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {**report, "path": str(out)}

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 import streamer
 from distill.data import PreparedSet, augment, random_crop
-from distill.export import export
+from distill.export import export_replacing
 from distill.losses import (EfficientNetFeatures, charbonnier, gradient_loss, ssim_downscaled_loss, temporal_loss,
                             texture_energy)
 from distill.style_space import StylePredictor
@@ -369,13 +369,14 @@ class _Tuner:
         predictor = StylePredictor() if (o.w_stylespace > 0 or o.w_painting > 0) else None
         objective = self.heldout_objective(held, vec, feats, predictor)
 
+        frozen = RESAMPLING if o.scope == "body" else ()
+        tunes_net = o.scope in ("all", "body")          # from the start; "auto" turns it on later
         style_params = list(model.style_mlp.parameters())
-        net_params = [p for n, p in model.named_parameters() if not n.startswith("style_mlp.")
-                      and not (o.scope == "body" and n.startswith(RESAMPLING))]
+        net_params = [p for n, p in model.named_parameters() if not n.startswith(("style_mlp.", *frozen))]
         opt = torch.optim.Adam([{"params": style_params, "lr": o.lr_style}, {"params": net_params, "lr": 0.0}])
         for p in model.parameters():      # the style MLP always; the rest only as the scope says
             p.requires_grad_(False)
-        for p in style_params + (net_params if o.scope in ("all", "body") else []):
+        for p in style_params + (net_params if tunes_net else []):
             p.requires_grad_(True)
         style = torch.from_numpy(vec[None])
 
@@ -388,7 +389,7 @@ class _Tuner:
         best_step, step = 0, 0
         train_t0 = time.time()
         last_eval = train_t0
-        net_on = o.scope in ("all", "body")
+        net_on = tunes_net
         batch = min(o.batch, len(data.content))
         cfg = _BatchConfig(batch=batch, crop=min(o.crop, data.content.shape[1]))
         while time.time() < self.deadline:
@@ -430,8 +431,7 @@ class _Tuner:
         train_seconds = time.time() - self.t0
 
         self.progress(phase="export")
-        tuned = load_weights(self.ckpt)
-        onnx = self.export(tuned)
+        onnx = export_replacing(str(self.ckpt), self.o.out)
         return {
             "painting": str(o.painting), "out": str(o.out), "checkpoint": str(self.ckpt), "base_model": str(self.base),
             "scope": o.scope, "minutes": round(train_seconds / 60.0, 2), "steps": step, "best_step": best_step,
@@ -442,17 +442,6 @@ class _Tuner:
             "onnx_max_abs_diff_vs_torch": onnx["max_abs_diff_vs_torch"],
             "seconds_total": round(time.time() - self.t0, 1), "history": history,
         }
-
-    def export(self, model: Student) -> dict:
-        """ONNX to a temporary file beside `out`, checked against PyTorch by distill.export, then renamed into place."""
-        out = Path(self.o.out)
-        tmp = out.with_name(f".{out.stem}.streamer-tmp-{os.getpid()}.onnx")
-        try:
-            result = export(str(self.ckpt), str(tmp))
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return result
 
 
 @dataclass

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from distill.export import export
+from distill.export import export_replacing
 from distill.tune import TuneOptions, checkpoint_path, tune
 from streamer.bench import cpu_flags, machine_info
 from streamer.errors import InputError
@@ -86,12 +86,7 @@ def reexport(tier: str) -> int:
     manifest = read_manifest()
     for style, entry in manifest.get(tier, {}).items():
         final = TUNED_DIR / entry["onnx"]
-        tmp = final.with_name(f".{final.stem}.streamer-tmp-{os.getpid()}.onnx")
-        try:
-            report = export(str(TUNED_DIR / entry["pt"]), str(tmp))
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
+        report = export_replacing(str(TUNED_DIR / entry["pt"]), final)
         entry["base_sha256"] = sha256(onnx)
         print(f"{style}: {final.name} exported again (at most {report['max_abs_diff_vs_torch']:.1e} from PyTorch)")
     write_manifest(manifest)

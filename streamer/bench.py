@@ -63,6 +63,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import re
 import shlex
 import shutil
 import tempfile
@@ -186,6 +187,14 @@ def cpu_flags() -> list[str]:
         return []
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
     return sorted(f for f in set(flags) if f.startswith(("avx", "fma", "amx")) or f == "f16c")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB, from /proc (Linux). Not getrusage's ru_maxrss: Linux carries that
+    over from the parent across fork and exec, so a child of a 1.5 GB process reports 1.5 GB for itself; VmHWM
+    belongs to the process image exec made."""
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
 
 
 def machine_info() -> dict:

@@ -48,14 +48,11 @@ def test_receptive_radius_is_local_and_the_teacher_is_refused(student):
 
 
 def peak_rss_convert(src, out, *args) -> tuple[int, float]:
-    """Exit code and peak memory (MB) of one `streamer convert` in a fresh process.
-
-    VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child of a pytest process
-    that had grown to 1.6 GB by the end of the full suite reported 1.6 GB for itself (this test failed there and
-    passed alone). VmHWM belongs to the process image exec made."""
-    code = ("import json, re, sys; from streamer.cli import run; c = run(sys.argv[1:]); "
-            "hwm = int(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)); "
-            "print(json.dumps({'code': c, 'rss_mb': hwm / 1024}))")
+    """Exit code and peak memory (MB) of one `streamer convert` in a fresh process (`peak_rss_mb`, VmHWM: getrusage's
+    ru_maxrss carried the 1.6 GB of the pytest parent by the end of the full suite, so this test failed there and
+    passed alone)."""
+    code = ("import json, sys; from streamer.bench import peak_rss_mb; from streamer.cli import run; "
+            "c = run(sys.argv[1:]); print(json.dumps({'code': c, 'rss_mb': peak_rss_mb()}))")
     p = subprocess.run([sys.executable, "-c", code, "convert", str(src), str(out), "--max-size", "0", "-q", "-y", *args],
                        capture_output=True, text=True, cwd=REPO, timeout=600)
     assert p.returncode == 0, p.stderr
