@@ -35,15 +35,25 @@ def _train(a: argparse.Namespace) -> int:
         check_prepared(part)
     if a.init:
         weights_file(a.init, "--init")
+    elif a.arch == "hq":
+        raise InputError("--arch hq starts from the teacher's weights: give --init from `distill hq-init`")
     from distill.train import TrainConfig, train   # torch: only the commands that train or export load it
 
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, minutes=a.minutes, batch=a.batch, crop=a.crop, lr=a.lr,
                       seed=a.seed, device=a.device, threads=a.threads, resume=not a.no_resume, init=a.init,
                       w_temporal=a.w_temporal, w_perceptual=a.w_perceptual, w_style=a.w_style,
                       w_texture=a.w_texture, w_ssim4=a.w_ssim4, w_stylespace=a.w_stylespace, w_color=a.w_color, w_spectrum=a.w_spectrum,
-                      c1=a.c1, c2=a.c2, blocks=a.blocks, c3=a.c3, blocks3=a.blocks3)
+                      arch=a.arch, c1=a.c1, c2=a.c2, blocks=a.blocks, c3=a.c3, blocks3=a.blocks3)
     result = train(cfg, progress=not a.quiet)
     print(json.dumps(result))
+    return 0
+
+
+def _hq_init(a: argparse.Namespace) -> int:
+    check_prepared(a.data)
+    from distill.hq_init import hq_init   # torch, see _train
+
+    print(json.dumps(hq_init(a.data, a.out, styles=a.styles, photos=a.photos, side=a.side, seed=a.seed)))
     return 0
 
 
@@ -126,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the L1 between 8x-downscaled output and teacher output (palette and colour layout)")
     t.add_argument("--w-spectrum", type=float, default=0.0,
                    help="weight of the L1 between log power spectra of output and teacher output (no periodic patterns)")
+    t.add_argument("--arch", default="film", choices=("film", "hq"),
+                   help="film: the small FiLM student (--c1 .. --blocks3); hq: the teacher's network without instance "
+                        "norm (needs --init from `distill hq-init`)")
     t.add_argument("--c1", type=int, default=16, help="channels at 1/2 resolution")
     t.add_argument("--c2", type=int, default=32, help="channels at 1/4 resolution")
     t.add_argument("--blocks", type=int, default=4, help="residual blocks at 1/4 resolution")
@@ -135,6 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", default=None, help="warm start from these student weights (ignored when resuming)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)
+
+    h = command("hq-init", "the high-quality student's starting weights: the teacher's, without instance norm")
+    h.add_argument("--data", required=True, help="a prepared cache: its style vectors and photos fit the moments")
+    h.add_argument("--out", required=True, help="weights .pt for `distill train --arch hq --init`")
+    h.add_argument("--styles", type=int, default=256, help="style vectors the moments are fitted on")
+    h.add_argument("--photos", type=int, default=6, help="photos the teacher's moments are averaged over")
+    h.add_argument("--side", type=int, default=256, help="photo crop side")
+    h.add_argument("--seed", type=int, default=0)
+    h.set_defaults(func=_hq_init)
 
     e = command("export", help="student weights -> ONNX, TorchScript or TFLite (frame, style -> stylized), checked "
                                "against ONNX Runtime fp32 before it is kept")

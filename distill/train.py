@@ -22,6 +22,7 @@ from distill.data import PreparedSet
 from distill.losses import (EfficientNetFeatures, charbonnier, gradient_loss, perceptual_loss, ssim_downscaled_loss, style_loss,
                             temporal_loss, texture_energy)
 from engines.student import Student, StudentConfig, save_checkpoint_weights, warm_start
+from engines.student_hq import StudentHQ
 from distill.style_space import StylePredictor
 
 STYLESPACE_SIDE = 112   # crops are seen by the style predictor at about the scale eval's 384 -> 256 resize gives
@@ -52,6 +53,7 @@ class TrainConfig:
     w_stylespace: float = 0.0
     w_color: float = 0.0
     w_spectrum: float = 0.0
+    arch: str = "film"          # film: engines.student.Student (c1..blocks3 below); hq: engines.student_hq.StudentHQ
     c1: int = 16
     c2: int = 32
     blocks: int = 4
@@ -165,7 +167,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     data = PreparedSet.load(cfg.data, mmap=False)
     style_images = torch.from_numpy(np.asarray(data.style_images)).permute(0, 3, 1, 2).float().div(255).to(device)
 
-    model = Student(StudentConfig(c1=cfg.c1, c2=cfg.c2, blocks=cfg.blocks, c3=cfg.c3, blocks3=cfg.blocks3)).to(device)
+    if cfg.arch == "hq":   # its shape is the teacher's; --init (from `distill hq-init`) carries the teacher's weights
+        model = StudentHQ().to(device)
+    else:
+        model = Student(StudentConfig(c1=cfg.c1, c2=cfg.c2, blocks=cfg.blocks, c3=cfg.c3, blocks3=cfg.blocks3)).to(device)
     feats = EfficientNetFeatures().to(device)
     predictor = StylePredictor().to(device) if cfg.w_stylespace > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)

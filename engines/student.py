@@ -135,7 +135,7 @@ class Student(nn.Module):
         return torch.sigmoid(y + color + color_bias[:, :, None, None])[:, :, :rows, :]
 
 
-def count_macs_per_pixel(model: Student) -> float:
+def count_macs_per_pixel(model: nn.Module) -> float:
     """Multiply-accumulates per input pixel (convs and linear layers over the frame; the style MLP is per style, not per pixel)."""
     macs = 0.0
     h = w = 64
@@ -153,10 +153,10 @@ def count_macs_per_pixel(model: Student) -> float:
         model(torch.zeros(1, 3, h, w), torch.zeros(1, STYLE_DIM))
     for hk in hooks:
         hk.remove()
-    return macs / (h * w) + 9   # + the 3x3 colour matrix applied to every input pixel
+    return macs / (h * w) + (9 if isinstance(model, Student) else 0)   # + Student's 3x3 colour matrix on every pixel
 
 
-def save_checkpoint_weights(model: Student, path) -> None:
+def save_checkpoint_weights(model: nn.Module, path) -> None:
     torch.save({"config": asdict(model.config), "state_dict": model.state_dict()}, path)
 
 
@@ -177,8 +177,17 @@ def warm_start(model: Student, path) -> None:
             raise ValueError(f"{path}: cannot warm-start {name}: {tuple(tensor.shape)} vs {tuple(own[name].shape)}")
 
 
-def load_weights(path, map_location="cpu") -> Student:
+def build(config: dict) -> nn.Module:
+    """The network a checkpoint's config describes: the high-quality tier's says arch "hq"; older ones say nothing."""
+    if config.get("arch") == "hq":
+        from engines.student_hq import StudentHQ, StudentHQConfig
+
+        return StudentHQ(StudentHQConfig(**config))
+    return Student(StudentConfig(**config))
+
+
+def load_weights(path, map_location="cpu") -> nn.Module:
     blob = torch.load(path, map_location=map_location, weights_only=True)
-    model = Student(StudentConfig(**blob["config"]))
+    model = build(blob["config"])
     model.load_state_dict(blob["state_dict"])
     return model.eval()

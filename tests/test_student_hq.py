@@ -1,0 +1,112 @@
+"""The high-quality student: the teacher's own layers (checked against the teacher's ONNX), no whole-frame statistic
+once its instance norms are replaced, and the whole path hq-init -> train -> export -> ONNX Runtime on real parts."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the hq student needs the 'distill' extra (torch)")
+
+from distill.data import prepare  # noqa: E402
+from distill.evaluate import TEACHER_MACS_384  # noqa: E402
+from distill.hq_init import from_teacher, hq_init  # noqa: E402
+from distill.teacher import Teacher  # noqa: E402
+from engines.student import Student, count_macs_per_pixel, load_weights  # noqa: E402
+from streamer.media_files import center_square, read_image  # noqa: E402
+from streamer.metrics import downscale, ssim  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prep_hq")
+    prepare(str(DATA / "content"), str(REPO / "streamer" / "assets" / "styles"), str(out), pairs=8,
+            holdout_content=1, holdout_styles=1, seed=0, progress=False)
+    return out
+
+
+def _photo() -> np.ndarray:
+    return center_square(read_image(sorted((DATA / "content").iterdir())[0]), 384)
+
+
+def test_instance_norm_mode_is_the_teacher() -> None:
+    """With the teacher's own normalization back on, the copied weights give the teacher's picture (its int8 weights
+    run here in float: a few grey levels apart, not a different network)."""
+    teacher = Teacher()
+    img = _photo()
+    vec = teacher.style_vector(read_image(sorted((REPO / "streamer" / "assets" / "styles").glob("*.jpg"))[0]))
+    model = from_teacher()
+    model.set_instance_norm(True)
+    with torch.no_grad():
+        y = model(torch.from_numpy(img.transpose(2, 0, 1)[None].astype(np.float32) / 255),
+                  torch.from_numpy(vec[None].astype(np.float32)))[0].numpy().transpose(1, 2, 0)
+    out = (np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)
+    ref = teacher.stylize(img, vec)
+    assert np.abs(out.astype(int) - ref).mean() < 12
+    assert ssim(downscale(out), downscale(ref)) > 0.9
+    assert ssim(downscale(img), downscale(ref)) < 0.8          # the teacher did change the photo
+
+
+def test_no_whole_frame_statistic() -> None:
+    """Without instance norm, a change in one corner leaves the far corner exactly as it was: video does not pulse
+    when something enters the frame, and tiles agree."""
+    torch.manual_seed(0)
+    model = from_teacher()
+    for norm in model.norms():                         # non-trivial moment predictors
+        torch.nn.init.normal_(norm.mean.weight, std=0.01)
+    frame = torch.rand(1, 3, 256, 256)
+    style = torch.randn(1, 100) * 0.3
+    changed = frame.clone()
+    changed[:, :, :48, :48] = 1.0 - changed[:, :, :48, :48]
+    with torch.no_grad():
+        a, b = model(frame, style), model(changed, style)
+    assert (a - b)[:, :, :64, :64].abs().max() > 1e-5        # the change shows where it happened...
+    assert (a - b)[:, :, 160:, 160:].abs().max() == 0         # ...and nowhere far from it
+    model.set_instance_norm(True)                               # the teacher's normalization reaches everywhere
+    with torch.no_grad():
+        assert (model(frame, style) - model(changed, style))[:, :, 160:, 160:].abs().max() > 1e-4
+
+
+def test_costs_the_teacher_and_at_most_ten_live_tiers() -> None:
+    macs = count_macs_per_pixel(from_teacher())
+    assert abs(macs * 384 * 384 - TEACHER_MACS_384) / TEACHER_MACS_384 < 0.01
+    from engines.student import StudentConfig
+
+    live = count_macs_per_pixel(Student(StudentConfig(c3=48, blocks3=2)))
+    assert macs <= 10 * live, (macs, live)
+
+
+def test_hq_init_train_export_run(prepared: Path, tmp_path: Path) -> None:
+    from distill.export import export
+    from distill.train import TrainConfig, train
+    from engines.onnxruntime import OnnxRuntimeEngine
+
+    info = hq_init(str(prepared), str(tmp_path / "init.pt"), styles=8, photos=2, side=128)
+    assert info["styles"] == 8 and (tmp_path / "init.pt").is_file()
+    init = load_weights(tmp_path / "init.pt")
+    assert init.config.arch == "hq"
+    assert any(n.mean.weight.abs().sum() > 0 for n in init.norms())   # the moments were fitted, not left at zero
+    cfg = TrainConfig(data=str(prepared), out=str(tmp_path / "run"), steps=3, batch=2, crop=64, lr=1e-4,
+                      arch="hq", init=str(tmp_path / "init.pt"), w_temporal=1.0, ckpt_every=10)
+    assert train(cfg, progress=False)["step"] == 3
+    trained = load_weights(tmp_path / "run" / "student.pt")
+    assert any((a - b).abs().max() > 0 for a, b in zip(trained.parameters(), init.parameters()))
+    result = export(str(tmp_path / "run" / "student.pt"), str(tmp_path / "hq.onnx"))
+    assert result["max_abs_diff_vs_torch"] <= 1e-4
+    engine = OnnxRuntimeEngine(tmp_path / "hq.onnx")
+    frames = np.random.default_rng(0).random((1, 3, 61, 83), dtype=np.float32)   # odd sizes are padded inside
+    out = engine.infer(frames, np.random.default_rng(1).standard_normal((1, 100)).astype(np.float32) * 0.3)
+    assert out.shape == frames.shape and 0 <= out.min() and out.max() <= 1
+
+
+def test_train_arch_hq_without_init_is_one_line(prepared: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "distill", "train", "--data", str(prepared), "--out",
+                           str(tmp_path / "r"), "--arch", "hq"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "--init" in proc.stderr and "Traceback" not in proc.stderr
