@@ -91,9 +91,15 @@ student-live: $(CACHES)
 	    --w-ssim4 2.5 --w-stylespace 0.5
 	$(BIN)/distill export --weights runs/student-live-3/student.pt --out runs/student-live-3/student_live.onnx
 	$(BIN)/distill eval --model runs/student-live-3/student_live.onnx --data $(CACHE)/prep2000 --pairs 36
+# The high-quality tier: the teacher's own network with its instance norms replaced by moments predicted from the
+# style (engines/student_hq.py), started from the teacher's weights (`distill hq-init`), then distilled with the live
+# tier's late-stage losses. Resumable like the others; HQ_MINUTES of training on 2 CPU cores (or --device cuda).
+HQ_MINUTES ?= 110
 student-hq: $(CACHES)
-	@test -f $(RUN)/student.pt || { echo "run 'make student' first: the tiers start from its $(RUN)/student.pt"; exit 2; }
-	$(TIER_TRAIN) --out runs/student-hq --c3 128 --blocks3 6
+	test -f runs/student-hq-init/student.pt || $(BIN)/distill hq-init --data $(CACHE)/prep2000 --out runs/student-hq-init/student.pt
+	$(BIN)/distill train --data $(CACHE)/prep2000,$(CACHE)/prep_div,$(CACHE)/prep_s2 --arch hq \
+	    --init runs/student-hq-init/student.pt --out runs/student-hq --steps 100000 --minutes $(HQ_MINUTES) --lr 3e-4 \
+	    --batch 8 --crop 160 --threads 2 --w-ssim4 2.5 --w-stylespace 0.5 --w-color 5 --w-spectrum 1.0 --quiet
 	$(BIN)/distill export --weights runs/student-hq/student.pt --out runs/student-hq/student_hq.onnx
 	$(BIN)/distill eval --model runs/student-hq/student_hq.onnx --data $(CACHE)/prep2000 --pairs 36
 

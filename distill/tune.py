@@ -66,8 +66,22 @@ BUNDLED_PHOTOS = Path(streamer.__file__).resolve().parent / "assets" / "photos"
 DEFAULT_MODEL = "student-live"
 SCOPES = ("auto", "style", "all", "body")
 RESAMPLING = ("stem.", "down.", "up.", "head.")   # the main path's resampling layers; "body" leaves them alone
+HQ_RESAMPLING = ("contract.", "expand.")           # the same for student-hq (its norms, expand_norm.*, are style)
 SCORE_SCALE = 256 / 384       # the style predictor sees a 384x384 output at 256x256
 EVAL_SIDE = 384              # held-out photos are scored at the teacher's size, as `distill eval` does
+
+
+def parameter_groups(model: torch.nn.Module, scope: str) -> tuple[list, list]:
+    """(style path, rest of the network as `scope` allows): the live tier's style MLP, or student-hq's style norms
+    (the teacher's gamma/beta projections and the moment predictors)."""
+    if getattr(model.config, "arch", "") == "hq":
+        is_style, frozen = (lambda n: ".norm" in n or n.startswith("expand_norm.")), HQ_RESAMPLING
+    else:
+        is_style, frozen = (lambda n: n.startswith("style_mlp.")), RESAMPLING
+    frozen = frozen if scope == "body" else ()
+    named = list(model.named_parameters())
+    return ([p for n, p in named if is_style(n)],
+            [p for n, p in named if not is_style(n) and not n.startswith(frozen)])
 
 
 @dataclass
@@ -369,10 +383,8 @@ class _Tuner:
         predictor = StylePredictor() if (o.w_stylespace > 0 or o.w_painting > 0) else None
         objective = self.heldout_objective(held, vec, feats, predictor)
 
-        frozen = RESAMPLING if o.scope == "body" else ()
+        style_params, net_params = parameter_groups(model, o.scope)
         tunes_net = o.scope in ("all", "body")          # from the start; "auto" turns it on later
-        style_params = list(model.style_mlp.parameters())
-        net_params = [p for n, p in model.named_parameters() if not n.startswith(("style_mlp.", *frozen))]
         opt = torch.optim.Adam([{"params": style_params, "lr": o.lr_style}, {"params": net_params, "lr": 0.0}])
         for p in model.parameters():      # the style MLP always; the rest only as the scope says
             p.requires_grad_(False)

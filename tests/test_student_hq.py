@@ -110,3 +110,18 @@ def test_train_arch_hq_without_init_is_one_line(prepared: Path, tmp_path: Path) 
                            str(tmp_path / "r"), "--arch", "hq"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "--init" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_tune_scopes_of_the_hq_student() -> None:
+    """`streamer tune --model student-hq`: the style path is every StyleNorm; 'body' adds the residual convs and
+    leaves the resolution-changing convs (contract, expand) as distilled."""
+    from distill.tune import parameter_groups
+
+    model = from_teacher()
+    names = {id(p): n for n, p in model.named_parameters()}
+    style, body = parameter_groups(model, "body")
+    assert {names[id(p)].split(".")[-2] for p in style} == {"gamma", "beta", "mean", "log_std"}
+    assert len(style) == 4 * 2 * len(model.norms())
+    assert {names[id(p)].split(".")[0] for p in body} == {"residual"}
+    _, everything = parameter_groups(model, "all")
+    assert len(style) + len(everything) == len(list(model.parameters()))
