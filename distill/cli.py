@@ -53,7 +53,8 @@ def _hq_init(a: argparse.Namespace) -> int:
     check_prepared(a.data)
     from distill.hq_init import hq_init   # torch, see _train
 
-    print(json.dumps(hq_init(a.data, a.out, styles=a.styles, photos=a.photos, side=a.side, seed=a.seed)))
+    print(json.dumps(hq_init(a.data, a.out, styles=a.styles, photos=a.photos, side=a.side, seed=a.seed,
+                             window=a.window)))
     return 0
 
 
@@ -156,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--photos", type=int, default=6, help="photos the teacher's moments are averaged over")
     h.add_argument("--side", type=int, default=256, help="photo crop side")
     h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--window", type=int, default=0, help="measure each norm's moments over this many pixels around "
+                   "each pixel (0: predict them from the style, fitted here)")
     h.set_defaults(func=_hq_init)
 
     e = command("export", help="student weights -> ONNX, TorchScript or TFLite (frame, style -> stylized), checked "

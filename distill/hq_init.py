@@ -40,11 +40,12 @@ def norm_layers(model: StudentHQ) -> list[str]:
     return names + [f"expand/conv{k}/conv" for k in (1, 2, 3)]
 
 
-def from_teacher() -> StudentHQ:
-    """A StudentHQ holding the teacher's weights; its moment predictors are still zero (see `fit_moments`)."""
+def from_teacher(window: int = 0) -> StudentHQ:
+    """A StudentHQ holding the teacher's weights; its moment predictors are still zero (see `fit_moments`), or with
+    `window` it measures the moments locally and needs none."""
     w = teacher_weights()
     eps = float(w["transformer/residual/residual1/conv1/StyleNorm/batchnorm/add/y"].reshape(-1)[0])
-    model = StudentHQ(StudentHQConfig(eps=eps))
+    model = StudentHQ(StudentHQConfig(eps=eps, window=window))
     t = lambda name: torch.from_numpy(np.ascontiguousarray(w[name], dtype=np.float32))  # noqa: E731
     with torch.no_grad():
         for k, conv in enumerate(model.contract):
@@ -107,10 +108,17 @@ def fit_moments(model: StudentHQ, styles: np.ndarray, moments: list[tuple[np.nda
     return float(np.mean(residuals))
 
 
-def hq_init(data: str, out: str, *, styles: int = 256, photos: int = 6, side: int = 256, seed: int = 0) -> dict:
-    """Teacher weights + moment predictors fitted on `styles` style vectors of a prepared cache x `photos` photos."""
+def hq_init(data: str, out: str, *, styles: int = 256, photos: int = 6, side: int = 256, seed: int = 0,
+            window: int = 0) -> dict:
+    """Teacher weights + moment predictors fitted on `styles` style vectors of a prepared cache x `photos` photos,
+    or with `window` the teacher's weights alone (its moments are then measured locally)."""
     from distill.data import PreparedSet
     from engines.student import save_checkpoint_weights
+
+    if window:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint_weights(from_teacher(window), out)
+        return {"weights": out, "window": window}
 
     rng = np.random.default_rng(seed)
     prepared = PreparedSet.load(data, mmap=True)

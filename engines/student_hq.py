@@ -33,14 +33,18 @@ class StudentHQConfig:
     c3: int = 32        # at 1/4, where the residual blocks work
     blocks: int = 5
     eps: float = 1e-3   # the teacher's variance epsilon (overwritten by the value in its graph)
+    window: int = 0     # > 0: moments over this many full-resolution pixels around each pixel instead of predicted
+    cell: int = 16      # ...measured on a grid of cells this many pixels wide (frames are padded to a multiple)
 
 
 class StyleNorm(nn.Module):
     """x -> (x - mean(s)) / std(s) * gamma(s) + beta(s): the teacher's conditional instance norm with the per-frame
     moments replaced by per-style ones."""
 
-    def __init__(self, channels: int, eps: float) -> None:
+    def __init__(self, channels: int, eps: float, stride: int = 1, window: int = 0, cell: int = 16) -> None:
         super().__init__()
+        self.cell = cell // stride                       # in this layer's pixels
+        self.cells = (window // cell) | 1 if window else 0   # box width in cells, odd
         self.gamma, self.beta = nn.Linear(STYLE_DIM, channels), nn.Linear(STYLE_DIM, channels)
         self.mean, self.log_std = nn.Linear(STYLE_DIM, channels), nn.Linear(STYLE_DIM, channels)
         for layer in (self.mean, self.log_std):
@@ -53,7 +57,18 @@ class StyleNorm(nn.Module):
         if self.instance_norm:
             mean = x.mean(dim=(2, 3), keepdim=True)
             return mean, torch.rsqrt((x - mean).pow(2).mean(dim=(2, 3), keepdim=True) + self.eps)
+        if self.cells:
+            mean = self.local_mean(x)
+            return mean, torch.rsqrt(self.local_mean((x - mean).pow(2)) + self.eps)
         return self.mean(style)[:, :, None, None], torch.exp(-self.log_std(style))[:, :, None, None]
+
+    def local_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean over a window of `cells` x `cells` cells around each pixel: cell means, a box filter over them,
+        bilinear back to pixels. Bounded like a convolution's receptive field, so tiles with a margin agree."""
+        grid = F.avg_pool2d(x, self.cell) if self.cell > 1 else x
+        r = self.cells // 2
+        box = F.avg_pool2d(F.pad(grid, (r, r, r, r), mode="replicate"), self.cells, stride=1)
+        return F.interpolate(box, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         mean, inv_std = self.moments(x, style)
@@ -72,10 +87,11 @@ class PadConv(nn.Conv2d):
 
 
 class Residual(nn.Module):
-    def __init__(self, c: int, eps: float) -> None:
+    def __init__(self, c: int, cfg: "StudentHQConfig") -> None:
         super().__init__()
-        self.conv1, self.norm1 = PadConv(c, c, 3, bias=False), StyleNorm(c, eps)
-        self.conv2, self.norm2 = PadConv(c, c, 3, bias=False), StyleNorm(c, eps)
+        norm = lambda: StyleNorm(c, cfg.eps, 4, cfg.window, cfg.cell)  # noqa: E731 - at 1/4 resolution
+        self.conv1, self.norm1 = PadConv(c, c, 3, bias=False), norm()
+        self.conv2, self.norm2 = PadConv(c, c, 3, bias=False), norm()
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.norm1(self.conv1(x), style))
@@ -89,10 +105,11 @@ class StudentHQ(nn.Module):
         super().__init__()
         cfg = self.config = config or StudentHQConfig()
         self.contract = nn.ModuleList([PadConv(3, cfg.c1, 9), PadConv(cfg.c1, cfg.c2, 3, 2), PadConv(cfg.c2, cfg.c3, 3, 2)])
-        self.residual = nn.ModuleList(Residual(cfg.c3, cfg.eps) for _ in range(cfg.blocks))
+        self.residual = nn.ModuleList(Residual(cfg.c3, cfg) for _ in range(cfg.blocks))
         self.expand = nn.ModuleList([PadConv(cfg.c3, cfg.c2, 3, bias=False), PadConv(cfg.c2, cfg.c1, 3),
                                      PadConv(cfg.c1, 3, 9)])
-        self.expand_norm = nn.ModuleList([StyleNorm(cfg.c2, cfg.eps), StyleNorm(cfg.c1, cfg.eps), StyleNorm(3, cfg.eps)])
+        self.expand_norm = nn.ModuleList([StyleNorm(c, cfg.eps, stride, cfg.window, cfg.cell)
+                                          for c, stride in ((cfg.c2, 2), (cfg.c1, 1), (3, 1))])
 
     def norms(self) -> list[StyleNorm]:
         """Every StyleNorm in the order forward() applies them."""
@@ -103,7 +120,9 @@ class StudentHQ(nn.Module):
             norm.instance_norm = on
 
     def forward(self, frame: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        x = frame
+        h, w = frame.shape[-2:]
+        m = self.config.cell if self.config.window else 4
+        x = F.pad(frame, (0, (-w) % m, 0, (-h) % m), mode="reflect")
         for conv in self.contract:
             x = F.relu(conv(x))
         for block in self.residual:
@@ -113,4 +132,4 @@ class StudentHQ(nn.Module):
                 x = F.interpolate(x, scale_factor=2.0, mode="nearest")
             x = norm(conv(x), style)
             x = F.relu(x) if i < 2 else torch.sigmoid(x)
-        return x
+        return x[:, :, :h, :w]

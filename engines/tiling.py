@@ -20,8 +20,9 @@ from engines.base import STYLE_DIM, Engine, EngineError, check_inputs, pad_to_mu
 ALIGN = 8
 
 
-def receptive_radius(engine: Engine, side: int = 384, seed: int = 0) -> int:
-    """How far (px) a change at one input pixel reaches in the output, measured with an impulse on a noisy field."""
+def receptive_radius(engine: Engine, side: int = 384, seed: int = 0, max_side: int = 1536) -> int:
+    """How far (px) a change at one input pixel reaches in the output, measured with an impulse on a noisy field
+    (on a larger field when it reaches the edge: student-hq's local moments see about 200 px)."""
     rng = np.random.default_rng(seed)
     base = (0.5 + 0.1 * rng.standard_normal((1, 3, side, side))).clip(0, 1).astype(np.float32)
     poked = base.copy()
@@ -33,6 +34,8 @@ def receptive_radius(engine: Engine, side: int = 384, seed: int = 0) -> int:
     if len(ys) == 0:
         return 0
     reach = int(max(np.abs(ys - c).max(), np.abs(xs - c).max()))
+    if reach >= c - 1 and 2 * side <= max_side:
+        return receptive_radius(engine, 2 * side, seed, max_side)
     if reach >= c - 1:
         raise EngineError(f"{engine.info.model}: receptive field reaches past {c} px; it cannot be tiled exactly")
     return reach

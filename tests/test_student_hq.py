@@ -53,24 +53,27 @@ def test_instance_norm_mode_is_the_teacher() -> None:
     assert ssim(downscale(img), downscale(ref)) < 0.8          # the teacher did change the photo
 
 
-def test_no_whole_frame_statistic() -> None:
-    """Without instance norm, a change in one corner leaves the far corner exactly as it was: video does not pulse
-    when something enters the frame, and tiles agree."""
+@pytest.mark.parametrize("window", [0, 64])
+def test_no_whole_frame_statistic(window: int) -> None:
+    """Without instance norm (moments predicted from the style, or measured over a bounded window), a change in one
+    corner leaves the far corner exactly as it was: video does not pulse when something enters the frame elsewhere,
+    and tiles with a margin agree."""
     torch.manual_seed(0)
-    model = from_teacher()
+    model = from_teacher(window)
     for norm in model.norms():                         # non-trivial moment predictors
         torch.nn.init.normal_(norm.mean.weight, std=0.01)
-    frame = torch.rand(1, 3, 256, 256)
+    frame = torch.rand(1, 3, 320, 320)
     style = torch.randn(1, 100) * 0.3
     changed = frame.clone()
     changed[:, :, :48, :48] = 1.0 - changed[:, :, :48, :48]
     with torch.no_grad():
         a, b = model(frame, style), model(changed, style)
-    assert (a - b)[:, :, :64, :64].abs().max() > 1e-5        # the change shows where it happened...
-    assert (a - b)[:, :, 160:, 160:].abs().max() == 0         # ...and nowhere far from it
+    near, far = (a - b)[:, :, :64, :64].abs().max(), (a - b)[:, :, 224:, 224:].abs().max()
+    assert near > 1e-4                                          # the change shows where it happened...
+    assert far <= 1e-5 and far < near / 100                     # ...and not far from it (float rounding aside)
     model.set_instance_norm(True)                               # the teacher's normalization reaches everywhere
     with torch.no_grad():
-        assert (model(frame, style) - model(changed, style))[:, :, 160:, 160:].abs().max() > 1e-4
+        assert (model(frame, style) - model(changed, style))[:, :, 224:, 224:].abs().max() > 1e-4
 
 
 def test_costs_the_teacher_and_at_most_ten_live_tiers() -> None:
@@ -82,16 +85,18 @@ def test_costs_the_teacher_and_at_most_ten_live_tiers() -> None:
     assert macs <= 10 * live, (macs, live)
 
 
-def test_hq_init_train_export_run(prepared: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("window", [0, 64])
+def test_hq_init_train_export_run(prepared: Path, tmp_path: Path, window: int) -> None:
     from distill.export import export
     from distill.train import TrainConfig, train
     from engines.onnxruntime import OnnxRuntimeEngine
 
-    info = hq_init(str(prepared), str(tmp_path / "init.pt"), styles=8, photos=2, side=128)
-    assert info["styles"] == 8 and (tmp_path / "init.pt").is_file()
+    info = hq_init(str(prepared), str(tmp_path / "init.pt"), styles=8, photos=2, side=128, window=window)
+    assert (tmp_path / "init.pt").is_file()
     init = load_weights(tmp_path / "init.pt")
-    assert init.config.arch == "hq"
-    assert any(n.mean.weight.abs().sum() > 0 for n in init.norms())   # the moments were fitted, not left at zero
+    assert init.config.arch == "hq" and init.config.window == window
+    if not window:   # the moments were fitted, not left at zero
+        assert info["styles"] == 8 and any(n.mean.weight.abs().sum() > 0 for n in init.norms())
     cfg = TrainConfig(data=str(prepared), out=str(tmp_path / "run"), steps=3, batch=2, crop=64, lr=1e-4,
                       arch="hq", init=str(tmp_path / "init.pt"), w_temporal=1.0, ckpt_every=10)
     assert train(cfg, progress=False)["step"] == 3
