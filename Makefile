@@ -94,8 +94,9 @@ student-live: $(CACHES)
 # The high-quality tier: the teacher's own network with its instance norms measured over a 256-px neighbourhood
 # instead of the whole frame (engines/student_hq.py), started from the teacher's weights (`distill hq-init`), then
 # distilled in two stages: the live tier's losses, then the style-space and colour terms raised. Resumable like the
-# others; 2 CPU cores (or --device cuda). The shipped run stopped stage 1 of a 90-minute schedule after 543 steps (18
-# minutes: its style score was drifting down); --steps 543 anneals over those steps instead.
+# others; 2 CPU cores (or --device cuda). The shipped run stopped each stage early, when held-out evals stopped moving:
+# stage 1 after 543 steps of a 90-minute schedule, stage 2 after 521 of a 52-minute one (18.6 minutes each); --steps
+# here anneals the learning rate over those steps instead.
 HQ_TRAIN = $(BIN)/distill train --data $(CACHE)/prep2000,$(CACHE)/prep_div,$(CACHE)/prep_s2 --arch hq --lr 1e-4 \
     --batch 4 --crop 256 --threads 2 --w-spectrum 1.0 --quiet
 student-hq: $(CACHES)
@@ -103,7 +104,7 @@ student-hq: $(CACHES)
 	    $(BIN)/distill hq-init --data $(CACHE)/prep2000 --out runs/student-hq-init/student.pt --window 256
 	$(HQ_TRAIN) --init runs/student-hq-init/student.pt --out runs/student-hq --steps 543 --minutes 90 \
 	    --w-ssim4 2.5 --w-stylespace 0.5 --w-color 5
-	$(HQ_TRAIN) --init runs/student-hq/student.pt --out runs/student-hq-2 --steps 100000 --minutes 52 \
+	$(HQ_TRAIN) --init runs/student-hq/student.pt --out runs/student-hq-2 --steps 521 --minutes 52 \
 	    --w-ssim4 1.5 --w-stylespace 1.5 --w-color 10
 	$(BIN)/distill export --weights runs/student-hq-2/student.pt --out runs/student-hq-2/student_hq.onnx
 	$(BIN)/distill eval --model runs/student-hq-2/student_hq.onnx --data $(CACHE)/prep2000 --pairs 36
