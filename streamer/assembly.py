@@ -137,6 +137,8 @@ def engine_for_size(engine: Engine, size: tuple[int, int], options: RunOptions) 
     try:
         return TiledEngine(engine, tile)
     except EngineError as exc:
+        if options.tile is None:   # automatic: a model that cannot be tiled exactly (student-hq) runs whole frames
+            return engine
         raise InputError(one_line(exc)) from exc
 
 

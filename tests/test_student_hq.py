@@ -130,3 +130,27 @@ def test_tune_scopes_of_the_hq_student() -> None:
     assert {names[id(p)].split(".")[0] for p in body} == {"residual"}
     _, everything = parameter_groups(model, "all")
     assert len(style) + len(everything) == len(list(model.parameters()))
+
+
+HQ_ONNX = REPO / "streamer" / "models" / "student_hq.onnx"
+
+
+@pytest.mark.skipif(not HQ_ONNX.exists(), reason="student-hq is not bundled")
+def test_big_frames_run_whole_with_hq_and_an_explicit_tile_is_refused(tmp_path: Path) -> None:
+    """Its stacked local moments reach too far to tile exactly: a frame past the automatic tiling size runs whole,
+    and --tile asks for what it cannot do, so it is a one-line error, not a silently approximate picture."""
+    import cv2
+
+    src = tmp_path / "wide.png"
+    cv2.imwrite(str(src), cv2.resize(cv2.imread(str(REPO / "streamer" / "assets" / "styles" / "kandinsky.jpg")),
+                                     (2112, 96)))
+    base = [sys.executable, "-m", "streamer", "convert", str(src), "--model", "student-hq", "--style", "kandinsky",
+            "--max-size", "0", "-q", "-y"]
+    ok = subprocess.run(base[:5] + [str(tmp_path / "out.png")] + base[5:], capture_output=True, text=True, cwd=REPO,
+                        timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert cv2.imread(str(tmp_path / "out.png")).shape[:2] == (96, 2112)
+    bad = subprocess.run(base[:5] + [str(tmp_path / "tiled.png")] + base[5:] + ["--tile", "1024"], capture_output=True,
+                         text=True, cwd=REPO, timeout=300)
+    assert bad.returncode == 2 and "cannot be tiled" in bad.stderr and bad.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "tiled.png").exists()
