@@ -37,6 +37,10 @@ class StudentHQConfig:
     cell: int = 16      # ...measured on a grid of cells this many pixels wide (frames are padded to a multiple)
 
 
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dtype == torch.float32 else t.float()
+
+
 class StyleNorm(nn.Module):
     """x -> (x - mean(s)) / std(s) * gamma(s) + beta(s): the teacher's conditional instance norm with the per-frame
     moments replaced by per-style ones."""
@@ -71,8 +75,12 @@ class StyleNorm(nn.Module):
         return F.interpolate(box, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        mean, inv_std = self.moments(x, style)
-        return (x - mean) * (inv_std * self.gamma(style)[:, :, None, None]) + self.beta(style)[:, :, None, None]
+        # in float32 whatever the engine's precision: squared activations overflow float16 (the torch engine runs
+        # fp16 on a GPU); the float32 ONNX graph gets no casts
+        mean, inv_std = self.moments(_f32(x), style)
+        scale = _f32(inv_std) * _f32(self.gamma(style)[:, :, None, None])
+        y = (_f32(x) - _f32(mean)) * scale + _f32(self.beta(style)[:, :, None, None])
+        return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
 class PadConv(nn.Conv2d):

@@ -154,3 +154,20 @@ def test_big_frames_run_whole_with_hq_and_an_explicit_tile_is_refused(tmp_path: 
                          text=True, cwd=REPO, timeout=300)
     assert bad.returncode == 2 and "cannot be tiled" in bad.stderr and bad.stderr.strip().count("\n") == 0
     assert not (tmp_path / "tiled.png").exists()
+
+
+@pytest.mark.skipif(not HQ_ONNX.exists(), reason="student-hq is not bundled")
+def test_half_precision_stays_within_a_grey_level() -> None:
+    """The torch engine runs float16 on a GPU; the local variances are taken in float32 so squared activations do not
+    overflow, and the picture stays within a grey level of float32 on average (a few where float16 convolutions
+    round differently; checked here with CPU half kernels)."""
+    model = load_weights(REPO / "streamer" / "models" / "student_hq.pt")
+    frame = torch.from_numpy(_photo()[:192, :320].transpose(2, 0, 1)[None].astype(np.float32) / 255)
+    style = torch.from_numpy(Teacher().style_vector(read_image(REPO / "streamer" / "assets" / "styles" /
+                                                                 "starry_night.jpg"))[None].astype(np.float32))
+    with torch.no_grad():
+        full = model(frame, style)
+        half = model.half()(frame.half(), style.half()).float()
+    assert torch.isfinite(half).all()
+    diff = (full - half).abs()
+    assert diff.mean() < 1 / 255 and diff.max() < 8 / 255, (float(diff.mean()) * 255, float(diff.max()) * 255)
