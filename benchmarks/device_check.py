@@ -8,6 +8,7 @@ what it measured (``running`` names the section it was in):
   validate  PyTorch CUDA fp16 vs ONNX Runtime FP32: PSNR of the float and uint8 paths, 720p and 1080p
   model     model-only fps, PyTorch CUDA fp16 (channels_last, CUDA graph replays, device-resident input):
             720p and 1080p at batch 1/2/4/8, and the best batch
+  hq        the same for the bundled student-hq at batch 1, after its fp16-vs-ORT-FP32 PSNR at 1080p
   convert   end to end through `streamer convert --backend torch --json` itself (a subprocess per row) on
             720p and 1080p clips: fps, the convert JSON's stage_ms_per_frame, the share of the wall time
             each stage is busy (stages run in parallel threads: the busiest bounds the fps), notices;
@@ -42,7 +43,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
-SECTIONS = ("env", "validate", "model", "convert", "encode", "uint8", "tensorrt", "variants")
+SECTIONS = ("env", "validate", "model", "hq", "convert", "encode", "uint8", "tensorrt", "variants")
+HQ_WEIGHTS = REPO / "streamer" / "models" / "student_hq.pt"   # the high-quality tier: the file default on a GPU
 
 
 class Report:
@@ -287,6 +289,30 @@ def main() -> int:
                                          for s in SIZES if any(x["size"] == s for x in rows)}
     torch.cuda.empty_cache()
 
+    def hq():
+        from streamer.gpu_tools import validate_torch
+
+        if not HQ_WEIGHTS.is_file():
+            return {"skipped": "student-hq is not bundled"}
+        hq_onnx = HQ_WEIGHTS.with_suffix(".onnx")
+        r["hq"] = {"validate_1080p": validate_torch(HQ_WEIGHTS, hq_onnx, device="cuda", width=1920, height=1080,
+                                                    batch=1)}
+        rep.save()
+        engine = TorchEngine(HQ_WEIGHTS, "cuda")
+        try:
+            for name, (w, h) in SIZES.items():
+                if rep.left() < 15:
+                    return {"stopped": "budget"}
+                fps = engine.benchmark_model(1, h, w, max(iters // 4, 25))
+                rep.row("hq", {"size": name, "batch": 1, "variant": "student-hq fp16 channels_last graphs",
+                               "fps": round(fps, 1)})
+        finally:
+            engine.close()
+        return {}
+
+    rep.section("hq", hq, needs=25)
+    torch.cuda.empty_cache()
+
     clips: dict[str, Path] = {}
 
     def convert():
@@ -437,6 +463,13 @@ def render(r: dict) -> str:
         lines.append(f"| model-only fps torch | {row['size']} b{row['batch']} {row['variant']} | {row['fps']} |")
     for size, row in ((r.get("model") or {}).get("best") or {}).items():
         lines.append(f"| model-only fps torch, best batch | {size} | {row['fps']} at b{row['batch']} |")
+    hq = r.get("hq") or {}
+    if isinstance(hq.get("validate_1080p"), dict) and "psnr_db" in hq["validate_1080p"]:
+        v = hq["validate_1080p"]
+        lines.append(f"| validate student-hq torch fp16 vs ORT fp32 | 1080p b1 | PSNR {v['psnr_db']} dB float, "
+                     f"{v['psnr_uint8_db']} dB uint8, {'PASS' if v['passed'] else 'FAIL'} |")
+    for row in hq.get("rows", []):
+        lines.append(f"| model-only fps torch | {row['size']} b{row['batch']} {row['variant']} | {row['fps']} |")
     for row in (r.get("convert") or {}).get("rows", []):
         setting = f"{row.get('size')} {row.get('args', '')}"
         if "fps" in row:
