@@ -15,7 +15,9 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from distill.data import PreparedSet
 from distill.style_space import _dequantize
+from engines.student import save_checkpoint_weights
 from engines.onnxruntime import teacher_model_dir
 from engines.student_hq import StudentHQ, StudentHQConfig
 
@@ -112,9 +114,6 @@ def hq_init(data: str, out: str, *, styles: int = 256, photos: int = 6, side: in
             window: int = 0) -> dict:
     """Teacher weights + moment predictors fitted on `styles` style vectors of a prepared cache x `photos` photos,
     or with `window` the teacher's weights alone (its moments are then measured locally)."""
-    from distill.data import PreparedSet
-    from engines.student import save_checkpoint_weights
-
     if window:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint_weights(from_teacher(window), out)

@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from engines.student_hq import StudentHQ, StudentHQConfig
+
 STYLE_DIM = 100
 COLOR_PARAMS = 12   # 3x3 matrix + 3 bias
 EDGE_PAD = 8        # rows of reflection below the frame (a multiple of 8: frame sides stay multiples of 8)
@@ -180,8 +182,6 @@ def warm_start(model: Student, path) -> None:
 def build(config: dict) -> nn.Module:
     """The network a checkpoint's config describes: the high-quality tier's says arch "hq"; older ones say nothing."""
     if config.get("arch") == "hq":
-        from engines.student_hq import StudentHQ, StudentHQConfig
-
         return StudentHQ(StudentHQConfig(**config))
     return Student(StudentConfig(**config))
 
