@@ -44,8 +44,8 @@ def _f32(t: torch.Tensor) -> torch.Tensor:
 
 
 class StyleNorm(nn.Module):
-    """x -> (x - mean(s)) / std(s) * gamma(s) + beta(s): the teacher's conditional instance norm with the per-frame
-    moments replaced by per-style ones."""
+    """x -> (x - mean) / std * gamma(s) + beta(s): the teacher's conditional instance norm with the whole-frame
+    moments replaced by local ones (`window`) or by ones predicted from the style s."""
 
     def __init__(self, channels: int, eps: float, stride: int = 1, window: int = 0, cell: int = 16) -> None:
         super().__init__()
@@ -70,7 +70,8 @@ class StyleNorm(nn.Module):
 
     def local_mean(self, x: torch.Tensor) -> torch.Tensor:
         """Mean over a window of `cells` x `cells` cells around each pixel: cell means, a box filter over them,
-        bilinear back to pixels. Bounded like a convolution's receptive field, so tiles with a margin agree."""
+        bilinear back to pixels. Each layer sees only its window; stacked, what a pixel changes fades with distance
+        but never quite ends, which is why this tier is not tiled (model card)."""
         grid = F.avg_pool2d(x, self.cell) if self.cell > 1 else x
         r = self.cells // 2
         box = F.avg_pool2d(F.pad(grid, (r, r, r, r), mode="replicate"), self.cells, stride=1)
@@ -109,7 +110,8 @@ class Residual(nn.Module):
 
 
 class StudentHQ(nn.Module):
-    """frame [N,3,H,W] RGB 0..1 (H, W multiples of 4), style [N,100] -> stylized [N,3,H,W] 0..1."""
+    """frame [N,3,H,W] RGB 0..1, style [N,100] -> stylized [N,3,H,W] 0..1 (reflect-padded inside to a multiple of
+    the cell, or of 4, and cropped back)."""
 
     def __init__(self, config: StudentHQConfig | None = None) -> None:
         super().__init__()
