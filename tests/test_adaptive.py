@@ -96,8 +96,10 @@ def test_live_run_steps_down_on_a_slow_engine_and_reports_the_path(tmp_path, enc
     finally:
         session.close()
     assert result.adaptive and result.adaptive[0]["reason"].startswith("down")
-    assert max(result.processing) < 640 and list(engine.sizes[-1]) == result.processing
-    assert {tuple(s) for s in engine.sizes} >= {(640, 360), tuple(result.processing)}
+    # the reported size is the last step's; the engine ran the first step's (a further step can land on the run's
+    # very last tick, with no frame left to run at it: seen once in a full-suite run)
+    assert max(result.processing) < 640 and list(result.adaptive[-1]["size"]) == result.processing
+    assert {tuple(s) for s in engine.sizes} >= {(640, 360), tuple(result.adaptive[0]["size"])}
     assert result.frames_out > 0 and result.ended == "duration"
 
 
