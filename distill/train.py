@@ -21,8 +21,7 @@ from tqdm import tqdm
 from distill.data import PreparedSet
 from distill.losses import (EfficientNetFeatures, charbonnier, gradient_loss, perceptual_loss, ssim_downscaled_loss, style_loss,
                             temporal_loss, texture_energy)
-from engines.student import Student, StudentConfig, save_checkpoint_weights, warm_start
-from engines.student_hq import StudentHQ, StudentHQConfig
+from engines.student import Student, StudentConfig, build, save_checkpoint_weights, warm_start
 from distill.style_space import StylePredictor
 
 STYLESPACE_SIDE = 112   # crops are seen by the style predictor at about the scale eval's 384 -> 256 resize gives
@@ -168,8 +167,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     style_images = torch.from_numpy(np.asarray(data.style_images)).permute(0, 3, 1, 2).float().div(255).to(device)
 
     if cfg.arch == "hq":   # the teacher's shape; --init (from `distill hq-init`) carries its weights and config
-        model = StudentHQ(StudentHQConfig(**torch.load(cfg.init, map_location="cpu", weights_only=True)["config"]))
-        model = model.to(device)
+        model = build(torch.load(cfg.init, map_location="cpu", weights_only=True)["config"]).to(device)
     else:
         model = Student(StudentConfig(c1=cfg.c1, c2=cfg.c2, blocks=cfg.blocks, c3=cfg.c3, blocks3=cfg.blocks3)).to(device)
     feats = EfficientNetFeatures().to(device)

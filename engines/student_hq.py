@@ -80,9 +80,10 @@ class StyleNorm(nn.Module):
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         # in float32 whatever the engine's precision: squared activations overflow float16 (the torch engine runs
         # fp16 on a GPU); the float32 ONNX graph gets no casts
-        mean, inv_std = self.moments(_f32(x), style)
+        xf = _f32(x)
+        mean, inv_std = self.moments(xf, style)
         scale = _f32(inv_std) * _f32(self.gamma(style)[:, :, None, None])
-        y = (_f32(x) - _f32(mean)) * scale + _f32(self.beta(style)[:, :, None, None])
+        y = (xf - _f32(mean)) * scale + _f32(self.beta(style)[:, :, None, None])
         return y if y.dtype == x.dtype else y.to(x.dtype)
 
 

@@ -52,6 +52,17 @@ def leftovers(directory: Path) -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def prepared(tmp_path_factory) -> Path:
+    """A tiny distillation cache: 10 teacher pairs from the test photos and the bundled styles, one of each held out."""
+    from distill.data import prepare   # runs the teacher: only the distillation tests ask for it
+
+    out = tmp_path_factory.mktemp("prep")
+    prepare(str(Path(__file__).parent / "data" / "content"), str(REPO / "streamer" / "assets" / "styles"), str(out),
+            pairs=10, holdout_content=1, holdout_styles=1, seed=0, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
 def clip(tmp_path_factory) -> Path:
     """A small valid MP4 (64x48, 10 frames, 30 fps, AAC)."""
     return make_clip(tmp_path_factory.mktemp("clips") / "small.mp4")

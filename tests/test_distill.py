@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="distillation needs the 'distill' extra (torch)")
 
-from distill.data import PreparedSet, prepare  # noqa: E402
+from distill.data import PreparedSet  # noqa: E402
 from distill.evaluate import evaluate  # noqa: E402
 from distill.export import export  # noqa: E402
 from engines.student import Student, StudentConfig, count_macs_per_pixel, save_checkpoint_weights  # noqa: E402
@@ -21,14 +21,6 @@ from distill.train import TrainConfig, train  # noqa: E402
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
 SHIPPED_ONNX = REPO / "streamer" / "models" / "student_live.onnx"
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("prep")
-    prepare(str(DATA / "content"), str(REPO / "streamer" / "assets" / "styles"), str(out), pairs=10,
-            holdout_content=1, holdout_styles=1, seed=0, progress=False)
-    return out
 
 
 def test_prepare_caches_teacher_targets(prepared: Path) -> None:

@@ -11,7 +11,6 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the hq student needs the 'distill' extra (torch)")
 
-from distill.data import prepare  # noqa: E402
 from distill.evaluate import TEACHER_MACS_384  # noqa: E402
 from distill.hq_init import from_teacher, hq_init  # noqa: E402
 from distill.teacher import Teacher  # noqa: E402
@@ -21,14 +20,6 @@ from streamer.metrics import downscale, ssim  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("prep_hq")
-    prepare(str(DATA / "content"), str(REPO / "streamer" / "assets" / "styles"), str(out), pairs=8,
-            holdout_content=1, holdout_styles=1, seed=0, progress=False)
-    return out
 
 
 def _photo() -> np.ndarray:
