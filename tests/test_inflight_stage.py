@@ -49,7 +49,9 @@ def clip96(tmp_path_factory) -> Path:
 
 
 def student(onnx: Path) -> OnnxRuntimeEngine:
-    return OnnxRuntimeEngine(onnx, threads=1)
+    # one session throughout: these tests compare two paths through the network to a grey level, and a style-baked
+    # session sums in another order (its own test: test_style_baking.py), so where each path switched would show
+    return OnnxRuntimeEngine(onnx, threads=1, bake_style=False)
 
 
 class Spy(ReferenceEngine):
