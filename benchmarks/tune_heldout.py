@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, help="a prepared cache: its held-out photos and paintings")
     ap.add_argument("--painting", action="append", type=Path, help="paintings to tune on (default: every held-out one)")
     ap.add_argument("--minutes", type=float, default=5.0, help="tuning budget per painting (streamer tune's default)")
-    ap.add_argument("--model", help="the base, a bundled tier (default: streamer tune's, student-live)")
+    ap.add_argument("--model", help="the base, a bundled tier (default: student-live, the tier the first results used)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--clips", type=int, default=3, help="synthetic clips for E_warp (24 frames each)")
     ap.add_argument("--json", type=Path, help="write the numbers here")

@@ -21,9 +21,10 @@ from conftest import REPO, leftovers, make_clip, run_cli
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="streamer tune needs the 'distill' extra (torch)")
 PAINTING = REPO / "streamer" / "assets" / "styles" / "kandinsky.jpg"
-# seconds, not minutes: few pairs, small crops, one held-out photo
+# seconds, not minutes: few pairs, small crops, one held-out photo, the small live tier (the default base, student-hq,
+# takes 6x its time per step; its tune scopes are tested in test_student_hq.py)
 TINY = ("--minutes", "0.5", "--pairs", "6", "--crop", "96", "--batch", "4", "--holdout", "2", "--lr", "0.01",
-        "--threads", "1")
+        "--threads", "1", "--model", "student-live")
 
 
 def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -55,6 +56,7 @@ def test_tiny_tune_improves_its_objective_and_writes_an_onnx_that_convert_runs(t
     assert result["last"]["objective"] < result["before"]["objective"]
     assert result["after"]["style_score"] >= result["before"]["style_score"]   # the best by held-out score is kept
     assert result["steps"] > 0 and result["pairs"] >= 4 and result["photos_used"] == 22
+    assert result["base"] == "student-live"
     assert len(result["heldout_photos"]) == 2
     for key in ("style_score", "ssim_quarter", "periodic_peak", "flicker"):
         assert key in result["before"] and key in result["after"]
