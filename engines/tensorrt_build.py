@@ -37,7 +37,6 @@ from typing import Callable
 import numpy as np
 
 from engines.base import STYLE_DIM, EngineError, one_line
-from engines.fp16_onnx import convert_file
 
 MULTIPLE = 8                        # the student downsamples by 4; 8 is safe for every layer
 STRONG_TYPING_FROM = (10, 12)       # BuilderFlag.FP16 deprecated in 10.12, removed in 11
@@ -323,6 +322,7 @@ def ensure_engine(onnx_path: str | os.PathLike, *, precision: str = "fp16", prof
         return path, False
     source = onnx_path
     if precision == "fp16" and fp16_strongly_typed(trt.__version__):
+        from engines.fp16_onnx import convert_file   # onnx: over a second to import, kept off every command's start-up
 
         source = convert_file(onnx_path, cache_dir / f"{onnx_path.stem}-{fields['onnx_sha256'][:16]}.fp16.onnx")
     log(f"building TensorRT {trt.__version__} {precision} engine for {gpu} from {onnx_path.name} "

