@@ -107,7 +107,7 @@ def resolve_provider(requested: str | None) -> str:
 class OnnxRuntimeEngine:
     """Runs any ONNX graph that follows the student contract (frame, style -> stylized).
 
-    On the CPU a style used twice in a row gets a session with that style baked in as a constant
+    On the CPU a style asked for again gets a session with that style baked in as a constant
     (engines/style_baking.py: ORT then folds the FiLM layers into the convolutions); `bake_style=False` keeps the
     general session only."""
 

@@ -70,11 +70,12 @@ def _bake_graph(graph: bytes, style: np.ndarray, input_name: str) -> bytes:
 
 def _input_elem_type(value_info: bytes) -> int | None:
     """ValueInfoProto.type (2) -> TypeProto.tensor_type (1) -> elem_type (1)."""
-    for path_number in (2, 1):
-        value_info = next((v for n, w, v, _ in _fields(value_info) if n == path_number and w == _LEN), None)
-        if value_info is None:
+    message: bytes | None = value_info
+    for number in (2, 1):
+        message = next((v for n, w, v, _ in _fields(message) if n == number and w == _LEN), None)
+        if message is None:
             return None
-    return next((v for n, w, v, _ in _fields(value_info) if n == 1 and w == _VARINT), None)
+    return next((v for n, w, v, _ in _fields(message) if n == 1 and w == _VARINT), None)
 
 
 def _string_field(message: bytes, number: int) -> str | None:
