@@ -30,14 +30,22 @@ FEATURES = ("AVX2", "FMA3", "AVX512F", "AVX512_SKX", "AVX512_CLX", "AVX512_SPR")
 LEVELS = ("native", "avx2")
 
 
+def why_no_mask() -> str | None:
+    """Why features cannot be hidden on this machine, or None when they can (the benchmark and its test both ask)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists() or "cpuid_fault" not in cpuinfo.read_text():
+        return "this CPU or kernel has no CPUID faulting (no cpuid_fault in /proc/cpuinfo)"
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        return "needs a C compiler (cc) to build benchmarks/cpuid_mask.c"
+    return None
+
+
 def build_mask(folder: Path) -> Path:
     """Compile the preload library; a one-line reason when this machine cannot run it."""
-    if "cpuid_fault" not in Path("/proc/cpuinfo").read_text():
-        raise SystemExit("benchmarks.isa_levels: this CPU or kernel has no CPUID faulting (no cpuid_fault in "
-                         "/proc/cpuinfo), so features cannot be hidden")
+    why = why_no_mask()
+    if why:
+        raise SystemExit(f"benchmarks.isa_levels: {why}")
     cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        raise SystemExit("benchmarks.isa_levels: needs a C compiler (cc) to build benchmarks/cpuid_mask.c")
     lib = folder / "cpuid_mask.so"
     subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(lib), str(REPO / "benchmarks" / "cpuid_mask.c")],
                    check=True)

@@ -3,16 +3,13 @@ in the benchmark; here only that the mask takes effect in a real child process, 
 still sees the machine as it is."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from benchmarks.isa_levels import build_mask, effective_features, level_env
+from benchmarks.isa_levels import build_mask, effective_features, level_env, why_no_mask
 
-HAS_FAULTING = "cpuid_fault" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else False
-pytestmark = pytest.mark.skipif(not (HAS_FAULTING and (shutil.which("cc") or shutil.which("gcc"))),
-                                reason="needs Linux CPUID faulting (cpuid_fault in /proc/cpuinfo) and a C compiler")
+pytestmark = pytest.mark.skipif(why_no_mask() is not None, reason=str(why_no_mask()))
 
 
 def test_the_mask_hides_avx512_and_keeps_avx2(tmp_path):
