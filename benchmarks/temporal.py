@@ -100,6 +100,8 @@ def engines(threads: int, student: Path = STUDENT) -> dict[str, object]:
 
 
 def stylize(engine, style: np.ndarray, frames: list[np.ndarray]) -> list[np.ndarray]:
+    if hasattr(engine, "reset_state"):   # a stateful student: each clip is a new video
+        engine.reset_state()
     out = []
     for f in frames:
         x = (f.astype(np.float32) * (1.0 / 255.0)).transpose(2, 0, 1)[None]

@@ -54,7 +54,7 @@ def _hq_init(a: argparse.Namespace) -> int:
     from distill.hq_init import hq_init   # torch, see _train
 
     print(json.dumps(hq_init(a.data, a.out, styles=a.styles, photos=a.photos, side=a.side, seed=a.seed,
-                             window=a.window)))
+                             window=a.window, keep=a.frame_moments)))
     return 0
 
 
@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--window", type=int, default=0, help="measure each norm's moments over this many pixels around "
                    "each pixel (0: predict them from the style, fitted here)")
+    h.add_argument("--frame-moments", type=float, default=None, metavar="KEEP",
+                   help="the teacher's whole-frame moments carried over time instead: each frame normalized by KEEP "
+                        "x the previous frame's moments + (1 - KEEP) x its own (the shipped tier: 0.98)")
     h.set_defaults(func=_hq_init)
 
     e = command("export", help="student weights -> ONNX, TorchScript or TFLite (frame, style -> stylized), checked "

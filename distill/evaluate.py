@@ -45,7 +45,11 @@ class _StudentRunner:
             raise InputError(f"{self.path}: not a student model ({type(exc).__name__}: {why})") from exc
 
     def __call__(self, rgb: np.ndarray, style: np.ndarray) -> np.ndarray:
+        """One still image: a stateful student (the high-quality tier) starts afresh on each."""
         x = rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        runner = self._torch if self._torch is not None else self._engine
+        if hasattr(runner, "reset_state"):
+            runner.reset_state()
         if self._torch is not None:
             import torch   # loaded already for the .pt student
 

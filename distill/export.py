@@ -1,7 +1,11 @@
 """`distill export`: student weights -> ONNX with the contract every engine relies on.
 
 Contract: inputs `frame` [N,3,H,W] float32 RGB 0..1 and `style` [N,100] float32,
-output `stylized` [N,3,H,W] float32 0..1; N, H, W dynamic; opset 17.  `--fp16`
+output `stylized` [N,3,H,W] float32 0..1; N, H, W dynamic; opset 17.  A network that carries state from frame to
+frame (the high-quality tier's whole-frame moments) has one more input and output, `state` [1,S] and `keep` [1] in,
+`state_out` [1,S] out. They have defaults (initializers of the same name): no state (zeros), and the network's own
+`keep`. A caller that feeds only frame and style gets each frame normalized by itself; one that feeds each call's
+`state_out` back as the next call's `state` gets the carried moments.  `--fp16`
 writes a strongly-typed FP16 graph (fp16 weights and activations, fp32 I/O),
 which TensorRT 10.12+/11 builds without the removed FP16 builder flag.
 """
@@ -13,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import torch
 
 from engines.fp16_onnx import convert_to_fp16
@@ -35,15 +40,23 @@ def export(weights: str, out: str, fp16: bool = False, check_tolerance: float = 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     frame, style = torch.rand(1, 3, 64, 96), torch.rand(1, STYLE_DIM)
     fp32_path = out_path if not fp16 else out_path.with_suffix(".fp32.onnx")
+    stateful = getattr(model.config, "frame_moments", False)
+    net, args, names, outputs = model, (frame, style), ["frame", "style"], ["stylized"]
+    if stateful:
+        net, names, outputs = _StepGraph(model), names + ["state", "keep"], outputs + ["state_out"]
+        args = (frame, style, torch.zeros(1, model.state_size()), torch.zeros(1))
     with warnings.catch_warnings():
         # the crop back to the input's rows (engines.student.EDGE_PAD) is a Slice with a dynamic end, which the
         # exporter reports it cannot constant-fold: expected, and not for the user's terminal
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
-        torch.onnx.export(model, (frame, style), str(fp32_path), input_names=["frame", "style"],
-                          output_names=["stylized"], dynamic_axes={"frame": {0: "N", 2: "H", 3: "W"}, "style": {0: "N"},
-                                                                   "stylized": {0: "N", 2: "H", 3: "W"}},
+        torch.onnx.export(net, args, str(fp32_path), input_names=names,
+                          output_names=outputs, dynamic_axes={"frame": {0: "N", 2: "H", 3: "W"}, "style": {0: "N"},
+                                                              "stylized": {0: "N", 2: "H", 3: "W"}},
                           opset_version=OPSET, dynamo=False)
     graph = onnx.load(str(fp32_path))
+    if stateful:
+        _default_state(graph, model.state_size(), model.config.keep)
+        onnx.save(graph, str(fp32_path))
     onnx.checker.check_model(graph, full_check=True)
     max_err = _compare_with_torch(model, fp32_path)
     if max_err > check_tolerance:
@@ -58,9 +71,29 @@ def export(weights: str, out: str, fp16: bool = False, check_tolerance: float = 
     return result
 
 
+class _StepGraph(torch.nn.Module):
+    """The stateful network with its state as explicit inputs and outputs: what the ONNX graph runs."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frame, style, state, keep):
+        return self.model.step(frame, style, state, keep)
+
+
+def _default_state(graph: onnx.ModelProto, size: int, keep: float) -> None:
+    """Defaults for `state` (zeros: no previous frame) and `keep` (an initializer named like an input is its default
+    in ONNX since IR 4): callers that know nothing of the state run the graph with frame and style alone."""
+    for name, value in (("state", np.zeros([1, size], np.float32)), ("keep", np.array([keep], np.float32))):
+        graph.graph.initializer.append(onnx.numpy_helper.from_array(value, name))
+
+
 def _compare_with_torch(model, path: Path) -> float:
     """ORT vs PyTorch on a batch of 2 at an odd size, so the dynamic axes are exercised too."""
     frame, style = torch.rand(2, 3, 72, 104), torch.randn(2, STYLE_DIM)
+    if hasattr(model, "reset_state"):
+        model.reset_state()   # a first frame, as the graph's default state is
     with torch.no_grad():
         ref = model(frame, style).numpy()
     got = make_session(path).run(["stylized"], {"frame": frame.numpy(), "style": style.numpy()})[0]

@@ -168,6 +168,8 @@ def torch_runner(weights: str) -> Runner:
     model = load_weights(weights).eval()
 
     def run(x: np.ndarray, s: np.ndarray) -> np.ndarray:
+        if hasattr(model, "reset_state"):   # each check frame on its own, as the exported graph runs by default
+            model.reset_state()
         with torch.no_grad():
             return model(torch.from_numpy(x), torch.from_numpy(s)).numpy()
     return run
@@ -200,6 +202,26 @@ def write_onnx_int8(job: Job) -> None:
     quantize_student(fp32, job.staged, calib.frames, calib.styles, min_psnr_db=0.0, calibrate_method="Percentile")
 
 
+def per_frame(model):
+    """A stateful student (student-hq) as a network of frame and style alone: each frame normalized by itself (the
+    teacher's normalization), as its ONNX graph runs without a `state` fed. TorchScript and TFLite get this: carrying
+    the state is the caller's loop, which only the ONNX graph exposes."""
+    if not getattr(model.config, "frame_moments", False):
+        return model
+    import torch   # heavy, optional (the distill extra)
+
+    class PerFrame(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.register_buffer("state", torch.zeros(1, model.state_size()))
+            self.register_buffer("keep", torch.zeros(1))
+
+        def forward(self, frame, style):
+            return self.model.step(frame, style, self.state, self.keep)[0]
+    return PerFrame().eval()
+
+
 def write_torchscript(job: Job) -> None:
     """Traced, not scripted: the forward is plain tensor code, and tracing records shape reads as ops, so N, H
     and W stay dynamic (the check runs at another size than the trace's example)."""
@@ -207,7 +229,7 @@ def write_torchscript(job: Job) -> None:
 
     from engines.student import STYLE_DIM, load_weights   # imports torch
 
-    model = load_weights(job.weights).eval()
+    model = per_frame(load_weights(job.weights).eval())
     example = (torch.rand(1, 3, 64, 96), torch.rand(1, STYLE_DIM))
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)     # torch 2.13/2.14 deprecate TorchScript; LibTorch apps
@@ -223,7 +245,7 @@ def _tflite_fp32(job: Job, path: Path) -> None:
     from engines.student import STYLE_DIM, load_weights   # imports torch
 
     w, h = job.size
-    model = load_weights(job.weights).eval()
+    model = per_frame(load_weights(job.weights).eval())
     litert_torch.convert(model, (torch.zeros(1, 3, h, w), torch.zeros(1, STYLE_DIM))).export(str(path))
 
 

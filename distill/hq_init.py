@@ -42,12 +42,14 @@ def norm_layers(model: StudentHQ) -> list[str]:
     return names + [f"expand/conv{k}/conv" for k in (1, 2, 3)]
 
 
-def from_teacher(window: int = 0) -> StudentHQ:
+def from_teacher(window: int = 0, keep: float | None = None) -> StudentHQ:
     """A StudentHQ holding the teacher's weights; its moment predictors are still zero (see `fit_moments`), or with
-    `window` it measures the moments locally and needs none."""
+    `window` it measures the moments locally and needs none, or with `keep` it carries whole-frame moments over
+    time (engines/student_hq.py)."""
     w = teacher_weights()
     eps = float(w["transformer/residual/residual1/conv1/StyleNorm/batchnorm/add/y"].reshape(-1)[0])
-    model = StudentHQ(StudentHQConfig(eps=eps, window=window))
+    model = StudentHQ(StudentHQConfig(eps=eps, window=window, frame_moments=keep is not None,
+                                      keep=0.98 if keep is None else keep))
     t = lambda name: torch.from_numpy(np.ascontiguousarray(w[name], dtype=np.float32))  # noqa: E731
     with torch.no_grad():
         for k, conv in enumerate(model.contract):
@@ -111,9 +113,14 @@ def fit_moments(model: StudentHQ, styles: np.ndarray, moments: list[tuple[np.nda
 
 
 def hq_init(data: str, out: str, *, styles: int = 256, photos: int = 6, side: int = 256, seed: int = 0,
-            window: int = 0) -> dict:
+            window: int = 0, keep: float | None = None) -> dict:
     """Teacher weights + moment predictors fitted on `styles` style vectors of a prepared cache x `photos` photos,
-    or with `window` the teacher's weights alone (its moments are then measured locally)."""
+    or with `window` or `keep` the teacher's weights alone (its moments are then measured, locally or over the
+    frame)."""
+    if keep is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint_weights(from_teacher(keep=keep), out)
+        return {"weights": out, "frame_moments": True, "keep": keep}
     if window:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint_weights(from_teacher(window), out)

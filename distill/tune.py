@@ -326,6 +326,8 @@ class _Tuner:
         style = torch.from_numpy(np.repeat(vec[None], len(x), 0))
         outs, flicker = [], []
         for i in range(len(x)):     # one at a time: the peak memory of a 384x384 batch is not worth it
+            if hasattr(model, "reset_state"):   # a stateful base (student-hq): each photo is a new picture
+                model.reset_state()
             y = model(x[i:i + 1], style[i:i + 1])
             outs.append((y[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
             # how much the output moves when the photo moves a little: the same warp per photo at every evaluation

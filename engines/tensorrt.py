@@ -32,8 +32,12 @@ import numpy as np
 from engines.base import STYLE_DIM, EngineError, EngineInfo, check_inputs, pad_to_multiple
 from engines.cuda_kernels import PycudaKernels, check_uint8_inputs, to_nchw_launch, to_u8hwc_launch
 from engines.inflight import GrowingBuffers, InFlight
+from engines.carried_state import STATE_INPUT, STATE_OUTPUT
 from engines.tensorrt_build import (DEFAULT_PROFILES, MULTIPLE, Profile, availability, ensure_engine, gpu_identity,
                                     round_up, select_profile, trt_logger)
+
+
+STATE_TENSORS = {STATE_INPUT, STATE_OUTPUT}
 
 
 class _Slot:
@@ -96,8 +100,9 @@ class _Plan:
             if self.engine is None:
                 raise EngineError(f"{engine_path}: TensorRT cannot deserialize this engine (other version or GPU?)")
             names = {self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)}
-            if names != {"frame", "style", "stylized"}:
+            if names - STATE_TENSORS != {"frame", "style", "stylized"}:
                 raise EngineError(f"{engine_path}: not a student engine (tensors {sorted(names)})")
+            self.stateful = STATE_TENSORS <= names
             self.context = self.engine.create_execution_context()
         except BaseException:
             self.close()                    # while the caller's context is still current
@@ -110,8 +115,9 @@ class _Plan:
         lo, opt, hi = (tuple(s) for s in self.engine.get_tensor_profile_shape("frame", index))
         return Profile((lo[0], lo[2], lo[3]), (opt[0], opt[2], opt[3]), (hi[0], hi[2], hi[3]))
 
-    def execute(self, shape: tuple[int, int, int], d_in, d_out, d_style, stream) -> None:
-        """Enqueue the network on ``stream`` for an N x 3 x PH x PW batch, switching profile if it needs to."""
+    def execute(self, shape: tuple[int, int, int], d_in, d_out, d_style, stream, state=None) -> None:
+        """Enqueue the network on ``stream`` for an N x 3 x PH x PW batch, switching profile if it needs to;
+        ``state`` is a stateful student's (state, state_out) device buffers."""
         n, ph, pw = shape
         ctx = self.context
         profile = select_profile(self.profiles, n, ph, pw)
@@ -122,6 +128,9 @@ class _Plan:
             raise EngineError(f"tensorrt: cannot set input shape {n}x3x{ph}x{pw}")
         for name, ptr in (("frame", d_in), ("style", d_style), ("stylized", d_out)):
             ctx.set_tensor_address(name, int(ptr))
+        if state is not None:
+            for name, ptr in zip((STATE_INPUT, STATE_OUTPUT), state):
+                ctx.set_tensor_address(name, int(ptr))
         if not ctx.execute_async_v3(stream.handle):
             raise EngineError("tensorrt: execute_async_v3 failed (see the TensorRT log)")
 
@@ -130,6 +139,29 @@ class _Plan:
         self.context = None
         self.engine = None
         self.runtime = None
+
+
+class _CarriedState:
+    """A stateful student's state on the device (the high-quality tier's carried whole-frame moments): each batch
+    reads `state` and writes `state_out`, copied back on the compute stream for the next; zeros mean no previous
+    frame, so a reset is a memset. Like the EMA, it belongs to one style and one video."""
+
+    def __init__(self, cuda, nbytes: int) -> None:
+        self._cuda, self.nbytes = cuda, nbytes
+        self.buffers = (cuda.mem_alloc(nbytes), cuda.mem_alloc(nbytes))
+        cuda.memset_d8(self.buffers[0], 0, nbytes)
+        self.style: bytes | None = None
+
+    def reset(self, stream) -> None:
+        self._cuda.memset_d8_async(self.buffers[0], 0, self.nbytes, stream)
+
+    def carry(self, stream) -> None:
+        self._cuda.memcpy_dtod_async(self.buffers[0], self.buffers[1], self.nbytes, stream)
+
+    def free(self) -> None:
+        for buf in self.buffers:
+            buf.free()
+        self.buffers = ()
 
 
 class TensorRTEngine:
@@ -149,6 +181,7 @@ class TensorRTEngine:
         self._ema = _DeviceEma(cuda)
         self._kernels = self._up = self._compute = self._down = None
         self._plan: _Plan | None = None
+        self._state: _CarriedState | None = None
         self._cuda_ctx = cuda.Device(device).retain_primary_context()   # shared with torch/cupy/the runtime API
         try:
             with self._pushed():
@@ -171,6 +204,9 @@ class TensorRTEngine:
         """Kernels, streams and the slot ring (context current)."""
         self._kernels = PycudaKernels()
         self._up, self._compute, self._down = self._cuda.Stream(), self._cuda.Stream(), self._cuda.Stream()
+        if self._plan.stateful:
+            size = int(np.prod(self._plan.engine.get_tensor_shape(STATE_INPUT)))
+            self._state = _CarriedState(self._cuda, size * self._plan.dtype[STATE_INPUT].itemsize)
         self._inflight = InFlight("tensorrt", [_Slot(self._cuda) for _ in range(max(1, in_flight))])
 
     @contextmanager
@@ -204,7 +240,16 @@ class TensorRTEngine:
         self._compute.wait_for_event(slot.uploaded)
         if pre is not None:
             self._kernels.launch(pre, self._compute)
-        self._plan.execute(shape, *self._net_buffers(slot, *shape), d_style, self._compute)
+        state = None
+        if self._state is not None:
+            key = style[-1].tobytes()
+            if key != self._state.style:            # the carried moments belong to one style
+                self._state.style = key
+                self._state.reset(self._compute)
+            state = self._state.buffers
+        self._plan.execute(shape, *self._net_buffers(slot, *shape), d_style, self._compute, state)
+        if state is not None:
+            self._state.carry(self._compute)
         if post is not None:
             self._kernels.launch(post, self._compute)
         slot.computed.record(self._compute)
@@ -260,6 +305,13 @@ class TensorRTEngine:
 
     def reset_smoothing(self) -> None:
         self._ema.first = True
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        """A stateful student starts afresh on the next frame (after the work already submitted)."""
+        if self._state is not None:
+            with self._lock, self._pushed():
+                self._state.reset(self._compute)
 
     # -- the float contract
     def infer(self, frames: np.ndarray, style: np.ndarray) -> np.ndarray:
@@ -307,6 +359,9 @@ class TensorRTEngine:
             slot.free()
         self._inflight.slots = []
         self._ema.free()
+        if self._state is not None:
+            self._state.free()
+            self._state = None
         self._kernels = None                    # the module (cuModuleUnload)
         self._up = self._compute = self._down = None
         if self._plan is not None:

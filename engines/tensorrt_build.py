@@ -37,6 +37,7 @@ from typing import Callable
 import numpy as np
 
 from engines.base import STYLE_DIM, EngineError, one_line
+from engines.carried_state import state_as_input
 
 MULTIPLE = 8                        # the student downsamples by 4; 8 is safe for every layer
 STRONG_TYPING_FROM = (10, 12)       # BuilderFlag.FP16 deprecated in 10.12, removed in 11
@@ -260,7 +261,7 @@ def _parse_onnx(trt, builder, onnx_path, strong: bool):
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strong else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, trt_logger())
-    if not parser.parse_from_file(str(onnx_path)):
+    if not parser.parse(state_as_input(onnx_path), str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise EngineError(f"{onnx_path}: TensorRT cannot parse the ONNX: {errors}")
     return network, parser          # the parser must outlive the network's use

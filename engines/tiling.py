@@ -22,8 +22,8 @@ ALIGN = 8
 
 def receptive_radius(engine: Engine, side: int = 384, seed: int = 0, max_side: int = 1536) -> int:
     """How far (px) a change at one input pixel reaches in the output, measured with an impulse on a noisy field
-    (on a larger field when it reaches the edge). student-hq's local moments, stacked 13 deep, reach past 768 px
-    (faintly: a quarter of a grey level at 300 px), so it is refused: it cannot be tiled exactly."""
+    (on a larger field when it reaches the edge). student-hq's whole-frame moments reach every pixel, so it is
+    refused: it cannot be tiled exactly."""
     rng = np.random.default_rng(seed)
     base = (0.5 + 0.1 * rng.standard_normal((1, 3, side, side))).clip(0, 1).astype(np.float32)
     poked = base.copy()

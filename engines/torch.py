@@ -25,6 +25,8 @@ cannot run.
 """
 from __future__ import annotations
 
+import contextlib
+
 import os
 import threading
 from pathlib import Path
@@ -355,6 +357,7 @@ class TorchEngine:
         self._ema = _EmaStates(torch, self.device, self._compute)
         self._flow = _FlowStates(torch, self.device)
         self._graphs = _Graphs(torch, self.device, self._compute, cuda_graphs and self.is_cuda)
+        self._state_style: bytes | None = None   # the style a stateful network's carried state belongs to
         self.info = EngineInfo(backend="torch", model=name, device=dev_name, precision=precision,
                                uint8_io=self.is_cuda)
 
@@ -371,6 +374,7 @@ class TorchEngine:
             raise EngineError("torch: ema_alpha and flow smoothing are exclusive")
         packed = _pack_flow(flow, frames.shape[0])
         with self._lock, self._inflight.submit() as sub:
+            self._restart_state_on_new_style(style)
             if self.is_cuda:
                 sub.finish = self._enqueue_cuda(sub.slot, frames, style, bgr, ema_alpha, packed)
             else:
@@ -442,9 +446,11 @@ class TorchEngine:
             s_in.view(-1).copy_(d_in)
             s_style.view(-1).copy_(d_style.view(torch.float32))
 
+        # the warm-up runs of a capture change the EMA state and a stateful network's carried state: both restored
+        carried = (self.model.state_tensor(self.device),) if hasattr(self.model, "state_tensor") else ()
         return self._graphs.run(("u8", n, h, w, bgr, ema is not None), make_inputs,
                                 lambda u8, st: self.ops.u8_pipeline(u8, st, bgr, ema), fill,
-                                preserve=ema[:2] if ema else ())
+                                preserve=(tuple(ema[:2]) if ema else ()) + carried)
 
     def discard_in_flight(self) -> None:
         """Drop the batches an earlier run left uncollected (see engines.inflight.InFlight.discard)."""
@@ -462,6 +468,22 @@ class TorchEngine:
     def reset_smoothing(self) -> None:
         """Forget the previous frame (seek, scene cut, style switch); ordered after the work already submitted."""
         self._ema.reset()
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        """A stateful network (the high-quality tier's carried whole-frame moments) starts afresh on the next frame;
+        on the compute stream, so after the work already submitted."""
+        if hasattr(self.model, "reset_state"):
+            stream = self.torch.cuda.stream(self._compute) if self.is_cuda else contextlib.nullcontext()
+            with self.torch.inference_mode(), stream:
+                self.model.reset_state()
+
+    def _restart_state_on_new_style(self, style: np.ndarray) -> None:
+        """The carried moments belong to one style: another one starts them afresh."""
+        key = style[-1].tobytes()
+        if key != self._state_style:
+            self._state_style = key
+            self.reset_state()
 
     # ---------------------------------------------------------------- float contract
     def infer(self, frames: np.ndarray, style: np.ndarray) -> np.ndarray:
@@ -470,6 +492,7 @@ class TorchEngine:
         frames = np.ascontiguousarray(frames, dtype=np.float32)
         h, w = frames.shape[2:]
         with self._lock, torch.inference_mode():
+            self._restart_state_on_new_style(style)
             x, s = torch.from_numpy(frames), torch.from_numpy(style)
             if self.is_cuda:
                 x, s = x.pin_memory().to(self.device, non_blocking=True), s.to(self.device)

@@ -454,7 +454,7 @@ def test_tensorrt_close_frees_everything_while_current_then_pops_then_detaches()
         return types.SimpleNamespace(free=lambda: freed.append(("device memory", ctx.depth)))
 
     cuda = types.SimpleNamespace(pagelocked_empty=lambda n, dtype: np.asarray(Pinned(n)),
-                                 mem_alloc=mem_alloc, Event=lambda: tracked("event"))
+                                 mem_alloc=mem_alloc, Event=lambda: tracked("event"), memset_d8=lambda *a: None)
     engine = trtb.TensorRTEngine.__new__(trtb.TensorRTEngine)
     engine.info = EngineInfo(backend="tensorrt", model="student", device="cuda:0 stand-in", uint8_io=True)
     slot = trtb._Slot(cuda)
@@ -464,6 +464,7 @@ def test_tensorrt_close_frees_everything_while_current_then_pops_then_detaches()
     engine._inflight = InFlight("tensorrt", [slot])
     engine._ema = trtb._DeviceEma(cuda)
     engine._ema.take(4, 4, 0.5, types.SimpleNamespace(synchronize=lambda: None))
+    engine._state = trtb._CarriedState(cuda, 16)    # a stateful student's state and state_out buffers
     engine._kernels = tracked("module")
     engine._up, engine._compute, engine._down = tracked("stream"), tracked("stream"), tracked("stream")
     engine._plan = trtb._Plan.__new__(trtb._Plan)
@@ -477,7 +478,7 @@ def test_tensorrt_close_frees_everything_while_current_then_pops_then_detaches()
     assert what[0] == "in-flight batch finished"
     assert sorted(set(what)) == sorted({"in-flight batch finished", "pinned", "device memory", "event", "module",
                                         "stream", "execution context", "engine", "runtime"})
-    assert what.count("device memory") == 2 and what.count("stream") == 3 and what.count("event") == 3
+    assert what.count("device memory") == 4 and what.count("stream") == 3 and what.count("event") == 3
     assert what.index("execution context") < what.index("engine") < what.index("runtime")
     assert all(depth == 1 for _, depth in freed), freed          # everything with the context current
     assert ctx.calls[-2:] == ["pop", "detach at depth 0"] and ctx.calls.count("detach at depth 0") == 1

@@ -1,5 +1,7 @@
 """The high-quality student: the teacher's own layers (checked against the teacher's ONNX), no whole-frame statistic
-once its instance norms are replaced, and the whole path hq-init -> train -> export -> ONNX Runtime on real parts."""
+once its instance norms are replaced by local ones, whole-frame moments carried from frame to frame (the shipped
+tier: a still is the teacher's picture, something entering moves the far side of the frame slowly, a cut starts
+afresh), and the whole path hq-init -> train -> export -> ONNX Runtime on real parts."""
 from __future__ import annotations
 
 import subprocess
@@ -67,6 +69,127 @@ def test_no_whole_frame_statistic(window: int) -> None:
         assert (model(frame, style) - model(changed, style))[:, :, 224:, 224:].abs().max() > 1e-4
 
 
+def _photo_frame(name: str) -> np.ndarray:
+    """A bundled photo at 192x108, RGB uint8."""
+    import cv2
+
+    return cv2.resize(read_image(REPO / "streamer" / "assets" / "photos" / name), (192, 108),
+                      interpolation=cv2.INTER_AREA)
+
+
+def _as_input(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
+
+
+def _clip(n_before: int = 3, n_enter: int = 6) -> list[np.ndarray]:
+    """A bundled photo, then a saturated disc sliding in from the left edge (benchmarks/pulse.py's clip, smaller):
+    frames [1,3,H,W] float32."""
+    import cv2
+
+    bg = _photo_frame("building.jpg")
+    frames = [bg] * n_before
+    for i in range(n_enter):
+        f = bg.copy()
+        cv2.circle(f, (-14 + 6 * (i + 1), 54), 28, (230, 40, 200), -1)
+        frames.append(f)
+    return [_as_input(f) for f in frames]
+
+
+def _bundled_style(name: str = "starry_night") -> np.ndarray:
+    return Teacher().style_vector(read_image(REPO / "streamer" / "assets" / "styles" / f"{name}.jpg"))[None]
+
+
+def test_frame_moments_on_a_still_are_the_teacher_normalization() -> None:
+    """No previous frame: the carried-moment network is exactly the teacher's network (instance norm), so a still
+    image gets the teacher's picture (which test_instance_norm_mode_is_the_teacher checks against its ONNX)."""
+    frame = torch.from_numpy(_clip()[0])
+    style = torch.from_numpy(_bundled_style().astype(np.float32))
+    carried, teacher = from_teacher(keep=0.98).eval(), from_teacher()
+    teacher.set_instance_norm(True)
+    with torch.no_grad():
+        assert (carried(frame, style) - teacher(frame, style)).abs().max() < 1e-5
+        carried(frame, style)                                      # now with a previous frame: the same one
+        assert (carried(frame, style) - teacher(frame, style)).abs().max() < 1e-4
+
+
+def test_carried_moments_move_the_far_side_slowly_and_a_cut_starts_afresh(tmp_path: Path) -> None:
+    """The exported graph in ONNX Runtime, through the engine that carries its state: a disc entering at the left
+    edge moves the right third of the picture a fraction of what the teacher's per-frame normalization moves it;
+    a different photo (a cut) and a new style each get the picture of a first frame."""
+    from distill.export import export
+    from engines.onnxruntime import OnnxRuntimeEngine
+
+    hq_init("", str(tmp_path / "hq.pt"), keep=0.98)
+    export(str(tmp_path / "hq.pt"), str(tmp_path / "hq.onnx"))
+    carried = OnnxRuntimeEngine(tmp_path / "hq.onnx", bake_style=False)
+    fresh = OnnxRuntimeEngine(tmp_path / "hq.onnx", bake_style=False)
+    style = _bundled_style().astype(np.float32)
+    clip = _clip()
+
+    def far_steps(run) -> list[float]:
+        out = [run(f)[:, :, :, 128:] for f in clip]
+        return [float(np.abs(b - a).mean()) for a, b in zip(out, out[1:])]
+
+    def per_frame(f: np.ndarray) -> np.ndarray:
+        fresh.reset_state()
+        return fresh.infer(f, style)
+
+    slow, teacher_like = far_steps(lambda f: carried.infer(f, style)), far_steps(per_frame)
+    assert max(teacher_like) > 2 / 255                              # the teacher's normalization does pulse...
+    assert max(slow) < max(teacher_like) / 4, (slow, teacher_like)  # ...and carried moments move a fraction of it
+    cut = _as_input(_photo_frame("coffee.jpg"))                     # another scene
+    assert np.abs(carried.infer(cut, style) - per_frame(cut)).max() < 1e-5
+    other = _bundled_style("kandinsky").astype(np.float32)
+    carried.infer(clip[0], style)
+    fresh.reset_state()
+    assert np.abs(carried.infer(clip[0], other) - fresh.infer(clip[0], other)).max() < 1e-5
+
+
+def test_torch_and_onnxruntime_engines_carry_the_same_state(tmp_path: Path) -> None:
+    """The torch engine (here on the CPU; CUDA graphs replay the same in-place state) and ONNX Runtime agree frame by
+    frame on a clip that carries state, through a style change and a reset."""
+    from distill.export import export
+    from engines.onnxruntime import OnnxRuntimeEngine
+    from engines.torch import TorchEngine
+
+    hq_init("", str(tmp_path / "hq.pt"), keep=0.98)
+    export(str(tmp_path / "hq.pt"), str(tmp_path / "hq.onnx"))
+    engines = TorchEngine(tmp_path / "hq.pt", device="cpu"), OnnxRuntimeEngine(tmp_path / "hq.onnx", bake_style=False)
+    starry, kandinsky = _bundled_style().astype(np.float32), _bundled_style("kandinsky").astype(np.float32)
+    steps = [(f, starry) for f in _clip()] + [(_clip()[-1], kandinsky), (_clip()[0], kandinsky)]
+    outs = [[e.infer(f, s) for f, s in steps] for e in engines]
+    for a, b in zip(*outs):
+        assert np.abs(a - b).max() < 1e-4
+    for e in engines:
+        e.reset_state()
+    assert np.abs(engines[0].infer(steps[0][0], starry) - outs[0][0]).max() < 1e-5   # afresh: the first frame again
+
+
+def test_the_stateful_graph_keeps_the_two_input_contract(tmp_path: Path) -> None:
+    """A caller that knows nothing of the state (the browser page, another runtime) runs it with frame and style
+    alone; feeding state_out back is what carries it; TensorRT gets `state` as a plain input to bind."""
+    import onnx
+
+    from distill.export import export
+    from engines.onnxruntime import make_session
+    from engines.carried_state import state_as_input
+
+    hq_init("", str(tmp_path / "hq.pt"), keep=0.98)
+    export(str(tmp_path / "hq.pt"), str(tmp_path / "hq.onnx"))
+    session = make_session(tmp_path / "hq.onnx")
+    assert {i.name for i in session.get_inputs()} == {"frame", "style"}
+    a, b = _clip()[0], _clip()[3]          # the disc just entering: no cut
+    style = _bundled_style().astype(np.float32)
+    first, state = session.run(["stylized", "state_out"], {"frame": a, "style": style})
+    alone = session.run(["stylized"], {"frame": b, "style": style})[0]
+    carried = session.run(["stylized"], {"frame": b, "style": style, "state": state})[0]
+    assert first.shape == a.shape and state.shape == (1, from_teacher(keep=0.98).state_size())
+    assert np.abs(carried - alone).max() > 1e-3
+    graph = onnx.load_from_string(state_as_input(tmp_path / "hq.onnx")).graph
+    assert "state" in {i.name for i in graph.input} and "state" not in {t.name for t in graph.initializer}
+    assert "keep" in {t.name for t in graph.initializer}
+
+
 def test_costs_the_teacher_and_at_most_ten_live_tiers() -> None:
     macs = count_macs_per_pixel(from_teacher())
     assert abs(macs * 384 * 384 - TEACHER_MACS_384) / TEACHER_MACS_384 < 0.01
@@ -76,17 +199,18 @@ def test_costs_the_teacher_and_at_most_ten_live_tiers() -> None:
     assert macs <= 10 * live, (macs, live)
 
 
-@pytest.mark.parametrize("window", [0, 64])
-def test_hq_init_train_export_run(prepared: Path, tmp_path: Path, window: int) -> None:
+@pytest.mark.parametrize("window,keep", [(0, None), (64, None), (0, 0.98)])
+def test_hq_init_train_export_run(prepared: Path, tmp_path: Path, window: int, keep: float | None) -> None:
     from distill.export import export
     from distill.train import TrainConfig, train
     from engines.onnxruntime import OnnxRuntimeEngine
 
-    info = hq_init(str(prepared), str(tmp_path / "init.pt"), styles=8, photos=2, side=128, window=window)
+    info = hq_init(str(prepared), str(tmp_path / "init.pt"), styles=8, photos=2, side=128, window=window, keep=keep)
     assert (tmp_path / "init.pt").is_file()
     init = load_weights(tmp_path / "init.pt")
     assert init.config.arch == "hq" and init.config.window == window
-    if not window:   # the moments were fitted, not left at zero
+    assert init.config.frame_moments == (keep is not None)
+    if not window and keep is None:   # the moments were fitted, not left at zero
         assert info["styles"] == 8 and any(n.mean.weight.abs().sum() > 0 for n in init.norms())
     cfg = TrainConfig(data=str(prepared), out=str(tmp_path / "run"), steps=3, batch=2, crop=64, lr=1e-4,
                       arch="hq", init=str(tmp_path / "init.pt"), w_temporal=1.0, ckpt_every=10)
@@ -128,8 +252,9 @@ HQ_ONNX = REPO / "streamer" / "models" / "student_hq.onnx"
 
 @pytest.mark.skipif(not HQ_ONNX.exists(), reason="student-hq is not bundled")
 def test_big_frames_run_whole_with_hq_and_an_explicit_tile_is_refused(tmp_path: Path) -> None:
-    """Its stacked local moments reach too far to tile exactly: a frame past the automatic tiling size runs whole,
-    and --tile asks for what it cannot do, so it is a one-line error, not a silently approximate picture."""
+    """Its whole-frame moments reach every pixel, so it cannot be tiled exactly: a frame past the automatic tiling
+    size runs whole, and --tile asks for what it cannot do, so it is a one-line error, not a silently approximate
+    picture."""
     import cv2
 
     src = tmp_path / "wide.png"
@@ -149,7 +274,7 @@ def test_big_frames_run_whole_with_hq_and_an_explicit_tile_is_refused(tmp_path: 
 
 @pytest.mark.skipif(not HQ_ONNX.exists(), reason="student-hq is not bundled")
 def test_half_precision_stays_within_a_grey_level() -> None:
-    """The torch engine runs float16 on a GPU; the local variances are taken in float32 so squared activations do not
+    """The torch engine runs float16 on a GPU; the variances are taken in float32 so squared activations do not
     overflow, and the picture stays within a grey level of float32 on average (a few where float16 convolutions
     round differently; checked here with CPU half kernels)."""
     model = load_weights(REPO / "streamer" / "models" / "student_hq.pt")
