@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote, urlsplit
 
+from engines.carried_state import state_as_input, state_size
 from engines.onnxruntime import teacher_model_dir
 from streamer.adaptive import LADDER
 from streamer.errors import InputError, StreamerError
@@ -103,7 +104,11 @@ class WebApp:
         for name in ORT_FILES:
             self.routes[f"/ort/{name}"] = Resource(TYPES[Path(name).suffix], ORT_DIR / name)
         model_url, predictor_url = f"/models/{self.model.onnx.name}", f"/models/{PREDICTOR_FILE}"
-        self.routes[model_url] = Resource(TYPES[".onnx"], self.model.onnx)
+        # a stateful student (student-hq) goes out with its state a plain input: the page carries it from frame to
+        # frame, and ONNX Runtime Web would refuse a feed for an input with a default (engines/carried_state.py)
+        carried = state_size(self.model.onnx)
+        model_body = state_as_input(self.model.onnx) if carried else None
+        self.routes[model_url] = Resource(TYPES[".onnx"], self.model.onnx, model_body)
         self.routes[predictor_url] = Resource(TYPES[".onnx"], predictor)
         self.routes["/sample.mp4"] = Resource(TYPES[".mp4"], SAMPLE_CLIP)
         styles = []
@@ -115,7 +120,8 @@ class WebApp:
         default = DEFAULT_STYLE if any(s["name"] == DEFAULT_STYLE for s in styles) else styles[0]["name"]
         self.config = {
             "model": {"name": self.model.name, "file": self.model.onnx.name, "url": model_url,
-                      "bytes": self.model.onnx.stat().st_size},
+                      "bytes": len(model_body) if model_body is not None else self.model.onnx.stat().st_size,
+                      "state_size": carried},
             "predictor": {"file": PREDICTOR_FILE, "url": predictor_url, "bytes": predictor.stat().st_size},
             "ort": {"version": ORT_VERSION, "path": "/ort/"},
             "styles": styles, "default_style": default, "sample": "/sample.mp4",

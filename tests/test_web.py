@@ -471,3 +471,35 @@ def test_bench_fps_at_each_size(page):
               + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
     print(f"  first frame {page.evaluate('window.streamer.stats().first_frame_ms'):.0f} ms after navigation; "
           f"page.goto to first frame {page.first_frame_wall_s:.1f} s")
+
+
+@needs_browser
+def test_stateful_hq_model_runs_live_and_a_still_matches_streamer_convert(playwright_instance, camera_clip, work):
+    """student-hq carries whole-frame moments from frame to frame: the page gets the graph with its state a plain
+    input, feeds each frame's state_out to the next on the camera, and a still starts afresh, as convert does."""
+    srv = Server(work, "-q", "--model", "student-hq")
+    b = launch(playwright_instance, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+               f"--use-file-for-fake-video-capture={camera_clip}")
+    try:
+        config = json.loads(urllib.request.urlopen(srv.url + "config.json", timeout=30).read())
+        assert config["model"]["state_size"] > 0
+        p = b.new_page()
+        errors: list[str] = []
+        p.on("pageerror", lambda e: errors.append(str(e)))
+        p.goto(srv.url + "?size=320&smooth=off")
+        p.wait_for_function("window.streamer && (window.streamer.stats().frames > 3 || window.streamer.stats().error)",
+                            timeout=180_000)
+        assert p.evaluate("window.streamer.stats().error") is None and errors == []
+        frame = work / "hq-still.png"
+        with av.open(str(SAMPLE)) as c:
+            save_rgb(frame, next(f for i, f in enumerate(c.decode(video=0)) if i == 30).to_ndarray(format="rgb24"))
+        got = p.evaluate("([u, o]) => window.streamer.stylize(u, o)",
+                         [data_url(frame), {"style": "starry_night", "longSide": 320}])
+        out = work / "hq-convert.png"
+        done = run_cli("convert", frame, out, "--style", "starry_night", "--max-size", "320", "--model", "student-hq",
+                       "--backend", "onnxruntime", "-y", "--quiet", timeout=180)
+        assert done.returncode == 0, done.stderr
+        assert psnr(decode_png(got["output"]), read_rgb(out)) >= MIN_PSNR
+    finally:
+        b.close()
+        srv.stop()

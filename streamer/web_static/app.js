@@ -21,7 +21,7 @@ const state = {
   content: null, contentFrom: null, generation: 0,
   source: { kind: null, label: '' }, adaptive: null, processing: [0, 0], camera: [0, 0], cameraFps: 30,
   frames: 0, times: [], latencies: [], stages: [], work: [], dropped: 0, firstFrameMs: null, modelLoadMs: null,
-  last: null, error: null, notices: [], ema: null, emaKey: '', recorder: null,
+  last: null, error: null, notices: [], ema: null, emaKey: '', recorder: null, carry: {},
 };
 let frameSeq = 0, presented = 0, wake = null;
 let readyResolve, firstResolve;
@@ -97,19 +97,38 @@ function checkContract(session, file) {
     throw new Error(`model ${file} failed to load: not the student contract (inputs ${ins.join(', ')}; ` +
       'expected frame [N,3,H,W] and style [N,100])');
   }
-  return { frame: 'frame', style: 'style', out: outs.includes('stylized') ? 'stylized' : outs[0] };
+  // a stateful student (student-hq: whole-frame moments carried from frame to frame) has a `state` input, served
+  // without its default (streamer/web_server.py), and a `state_out` output fed back on the next frame
+  const stateSize = ins.includes('state') && outs.includes('state_out') ? state.config.model.state_size : 0;
+  return { frame: 'frame', style: 'style', out: outs.includes('stylized') ? 'stylized' : outs[0], stateSize };
+}
+
+function sameVector(a, b) {
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 // --- the network ---------------------------------------------------------------------------------------------
 // RGBA (w x h, already at the processing size) -> RGBA stylized at that size (uint8, before any upscale).
-async function runStudent(rgba, w, h, vector) {
+// `carry`: where a stateful student keeps its state between calls (the live loop's; a still gets a fresh one)
+async function runStudent(rgba, w, h, vector, carry = {}) {
   const ort = state.ort;
   const x = px.toNCHW(rgba, w, h);
   const feeds = {
     [state.io.frame]: new ort.Tensor('float32', x.data, [1, 3, x.ph, x.pw]),
     [state.io.style]: new ort.Tensor('float32', vector, [1, vector.length]),
   };
+  const n = state.io.stateSize;
+  if (n) {   // zeros: no previous frame (the first one, or a new style); the graph notices cuts itself
+    if (!carry.state || !sameVector(carry.style, vector)) carry.state = new Float32Array(n);
+    feeds.state = new ort.Tensor('float32', carry.state, [1, n]);
+  }
   const result = await state.session.run(feeds);
+  if (n) {
+    carry.state = Float32Array.from(result.state_out.data ?? await result.state_out.getData());
+    carry.style = Float32Array.from(vector);
+  }
   const y = result[state.io.out];
   const data = y.data ?? await y.getData();
   const out = px.fromNCHW(data, x.pw, x.ph, w, h);
@@ -202,6 +221,7 @@ function describeCameraError(e) {
 }
 
 function stopSource() {
+  state.carry = {};   // another video: a stateful student starts afresh
   const stream = video.srcObject;
   if (stream) for (const t of stream.getTracks()) t.stop();
   video.srcObject = null;
@@ -315,7 +335,7 @@ async function processFrame() {
   const t1 = performance.now();
   const small = px.resizeRgb(input, w, h, pw, ph);
   const t2 = performance.now();
-  const raw = await runStudent(small, pw, ph, styleVector());
+  const raw = await runStudent(small, pw, ph, styleVector(), state.carry);
   const t3 = performance.now();
   let shown = raw;
   if (state.smoothing === 'ema') {
