@@ -95,23 +95,14 @@ student-live: $(CACHES)
 	    --w-ssim4 2.5 --w-stylespace 0.6 --crop 192 --threads 2
 	$(BIN)/distill export --weights runs/student-live-5/student.pt --out runs/student-live-5/student_live.onnx
 	$(BIN)/distill eval --model runs/student-live-5/student_live.onnx --data $(CACHE)/prep2000 --pairs 36
-# The high-quality tier: the teacher's own network with its instance norms measured over a 256-px neighbourhood
-# instead of the whole frame (engines/student_hq.py), started from the teacher's weights (`distill hq-init`), then
-# distilled in two stages: the live tier's losses, then the style-space and colour terms raised. Resumable like the
-# others; 2 CPU cores (or --device cuda). The shipped run stopped each stage early, when held-out evals stopped moving:
-# stage 1 after 543 steps of a 90-minute schedule, stage 2 after 521 of a 52-minute one (18.6 minutes each); --steps
-# here anneals the learning rate over those steps instead.
-HQ_TRAIN = $(BIN)/distill train --data $(CACHE)/prep2000,$(CACHE)/prep_div,$(CACHE)/prep_s2 --arch hq --lr 1e-4 \
-    --batch 4 --crop 256 --threads 2 --w-spectrum 1.0 --quiet
+# The high-quality tier: the teacher's own network and weights (`distill hq-init`, from arbitrary_transform.onnx), its
+# whole-frame moments carried from frame to frame (keep 0.98, engines/student_hq.py) so video does not pulse. No
+# training: on a still it is the teacher's network, which distillation could only move away from (RESULTS, "the
+# high-quality tier"). Seconds on any CPU.
 student-hq: $(CACHES)
-	test -f runs/student-hq-init/student.pt || \
-	    $(BIN)/distill hq-init --data $(CACHE)/prep2000 --out runs/student-hq-init/student.pt --window 256
-	$(HQ_TRAIN) --init runs/student-hq-init/student.pt --out runs/student-hq --steps 543 --minutes 90 \
-	    --w-ssim4 2.5 --w-stylespace 0.5 --w-color 5
-	$(HQ_TRAIN) --init runs/student-hq/student.pt --out runs/student-hq-2 --steps 521 --minutes 52 \
-	    --w-ssim4 1.5 --w-stylespace 1.5 --w-color 10
-	$(BIN)/distill export --weights runs/student-hq-2/student.pt --out runs/student-hq-2/student_hq.onnx
-	$(BIN)/distill eval --model runs/student-hq-2/student_hq.onnx --data $(CACHE)/prep2000 --pairs 36
+	$(BIN)/distill hq-init --data $(CACHE)/prep2000 --out runs/student-hq/student.pt --frame-moments 0.98
+	$(BIN)/distill export --weights runs/student-hq/student.pt --out runs/student-hq/student_hq.onnx
+	$(BIN)/distill eval --model runs/student-hq/student_hq.onnx --data $(CACHE)/prep2000 --pairs 36
 
 # Every bundled style tuned for the live tier (streamer/models/tuned/ and its MANIFEST.json): `streamer tune` with its
 # defaults, 5 minutes per style. Run it again after retraining the tier: a tuned model whose base or painting changed
