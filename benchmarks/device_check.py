@@ -290,13 +290,14 @@ def main() -> int:
     torch.cuda.empty_cache()
 
     def hq():
-        from streamer.gpu_tools import validate_torch
+        from streamer.gpu_tools import validate_carried_state, validate_torch
 
         if not HQ_WEIGHTS.is_file():
             return {"skipped": "student-hq is not bundled"}
         hq_onnx = HQ_WEIGHTS.with_suffix(".onnx")
         r["hq"] = {"validate_1080p": validate_torch(HQ_WEIGHTS, hq_onnx, device="cuda", width=1920, height=1080,
-                                                    batch=1)}
+                                                    batch=1),
+                   "carried_state_640x360": validate_carried_state(HQ_WEIGHTS, hq_onnx, device="cuda")}
         rep.save()
         engine = TorchEngine(HQ_WEIGHTS, "cuda")
         try:
@@ -468,6 +469,10 @@ def render(r: dict) -> str:
         v = hq["validate_1080p"]
         lines.append(f"| validate student-hq torch fp16 vs ORT fp32 | 1080p b1 | PSNR {v['psnr_db']} dB float, "
                      f"{v['psnr_uint8_db']} dB uint8, {'PASS' if v['passed'] else 'FAIL'} |")
+    c = hq.get("carried_state_640x360")
+    if isinstance(c, dict) and "psnr_db_min" in c:
+        lines.append(f"| student-hq carried state, torch uint8 vs ORT fp32 | {c['size']}, {c['frames']} frames | "
+                     f"min PSNR {c['psnr_db_min']} dB, {'PASS' if c['passed'] else 'FAIL'} |")
     for row in hq.get("rows", []):
         lines.append(f"| model-only fps torch | {row['size']} b{row['batch']} {row['variant']} | {row['fps']} |")
     for row in (r.get("convert") or {}).get("rows", []):

@@ -105,8 +105,6 @@ def resolve_provider(requested: str | None) -> str:
     return available_providers()[0] if requested in (None, "auto") else requested
 
 
-
-
 class OnnxRuntimeEngine:
     """Runs any ONNX graph that follows the student contract (frame, style -> stylized).
 

@@ -203,8 +203,11 @@ class StudentHQ(nn.Module):
         """The carried state on `device` (zeros when new): updated in place by each eval-mode forward, so a captured
         CUDA graph reads and writes this very tensor, and whoever captures one saves and restores it around the
         warm-up runs. A plain attribute, not a buffer: it stays float32 when the module is cast to float16."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:   # "cuda" names the current device; tensors say which
+            device = torch.device("cuda", torch.cuda.current_device())
         state = getattr(self, "_state", None)
-        if state is None or state.device != torch.device(device):
+        if state is None or state.device != device:
             state = self._state = torch.zeros(1, self.state_size(), device=device)
             self._keep = torch.full((1,), self.config.keep, device=device)
         return state

@@ -30,12 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import STYLE_DIM, EngineError, EngineInfo, check_inputs, pad_to_multiple
+from engines.carried_state import STATE_INPUT, STATE_OUTPUT
 from engines.cuda_kernels import PycudaKernels, check_uint8_inputs, to_nchw_launch, to_u8hwc_launch
 from engines.inflight import GrowingBuffers, InFlight
-from engines.carried_state import STATE_INPUT, STATE_OUTPUT
 from engines.tensorrt_build import (DEFAULT_PROFILES, MULTIPLE, Profile, availability, ensure_engine, gpu_identity,
                                     round_up, select_profile, trt_logger)
-
 
 STATE_TENSORS = {STATE_INPUT, STATE_OUTPUT}
 

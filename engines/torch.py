@@ -26,7 +26,6 @@ cannot run.
 from __future__ import annotations
 
 import contextlib
-
 import os
 import threading
 from pathlib import Path

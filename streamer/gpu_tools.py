@@ -121,6 +121,37 @@ def validate_engine(onnx_path: Path, *, engine: str | None = None, size: str = "
             "passed": passed, "size": f"{w}x{h}", "batch": batch}
 
 
+def validate_carried_state(weights: Path, onnx_path: Path, *, device: str = "cuda", width: int = 640,
+                           height: int = 360, frames: int = 8, min_psnr: float = DEFAULT_MIN_PSNR) -> dict:
+    """A stateful student (student-hq) on a short clip, frame by frame: TorchEngine's uint8 path (CUDA graphs
+    replaying its in-place state) against ONNX Runtime FP32 carrying `state_out` itself. The clip: one real image
+    with a bright square sliding in from the left edge, so the carried moments matter."""
+    still, style = sample_batch(width, height, 1)
+    base = (still[0].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
+    side = height // 3
+    clip = []
+    for i in range(frames):
+        f = base.copy()
+        f[height // 3:height // 3 + side, :max(0, (i - 2) * side // 4)] = (240, 40, 200)
+        clip.append(f)
+    ref_engine = OnnxRuntimeEngine(onnx_path)
+    try:
+        engine = TorchEngine(weights, device)
+    except EngineError as exc:
+        raise StreamerError(str(exc)) from None
+    values = []
+    try:
+        for f in clip:
+            got = engine.infer_uint8(f[None], style)[0]
+            ref = ref_engine.infer(f.transpose(2, 0, 1)[None].astype(np.float32) / 255, style)[0]
+            values.append(psnr(got, np.floor(np.clip(ref, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)))
+    finally:
+        engine.close()
+    return {"device": engine.info.device, "precision": engine.info.precision, "size": f"{width}x{height}",
+            "frames": frames, "psnr_db_min": round(min(values), 2), "min_psnr_db": min_psnr,
+            "passed": bool(min(values) >= min_psnr)}
+
+
 def validate_torch(weights: Path, onnx_path: Path, *, device: str = "cuda", precision: str | None = None,
                    width: int = 1280, height: int = 720, batch: int = 2, min_psnr: float = DEFAULT_MIN_PSNR) -> dict:
     """TorchEngine (float and uint8 paths) against ONNX Runtime FP32 on the same real-image batch."""
@@ -133,6 +164,7 @@ def validate_torch(weights: Path, onnx_path: Path, *, device: str = "cuda", prec
     try:
         out = engine.infer(frames, style)
         u8_in = np.ascontiguousarray((frames * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1))
+        engine.reset_state()   # a stateful student (student-hq): each call on its own, as the references run
         u8_out = engine.infer_uint8(u8_in, style)
     finally:
         engine.close()

@@ -22,6 +22,7 @@ from streamer.metrics import downscale, ssim  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
+HQ_ONNX = REPO / "streamer" / "models" / "student_hq.onnx"
 
 
 def _photo() -> np.ndarray:
@@ -165,6 +166,16 @@ def test_torch_and_onnxruntime_engines_carry_the_same_state(tmp_path: Path) -> N
     assert np.abs(engines[0].infer(steps[0][0], starry) - outs[0][0]).max() < 1e-5   # afresh: the first frame again
 
 
+@pytest.mark.skipif(not HQ_ONNX.exists(), reason="student-hq is not bundled")
+def test_the_device_check_of_the_carried_state_passes_on_the_cpu() -> None:
+    """benchmarks/device_check.py runs this on CUDA (graphs, fp16); here the same comparison on the CPU engine."""
+    from streamer.gpu_tools import validate_carried_state
+
+    result = validate_carried_state(REPO / "streamer" / "models" / "student_hq.pt", HQ_ONNX, device="cpu",
+                                    width=192, height=108, frames=5)
+    assert result["passed"] and result["psnr_db_min"] > 45, result
+
+
 def test_the_stateful_graph_keeps_the_two_input_contract(tmp_path: Path) -> None:
     """A caller that knows nothing of the state (the browser page, another runtime) runs it with frame and style
     alone; feeding state_out back is what carries it; TensorRT gets `state` as a plain input to bind."""
@@ -245,9 +256,6 @@ def test_tune_scopes_of_the_hq_student() -> None:
     assert {names[id(p)].split(".")[0] for p in body} == {"residual"}
     _, everything = parameter_groups(model, "all")
     assert len(style) + len(everything) == len(list(model.parameters()))
-
-
-HQ_ONNX = REPO / "streamer" / "models" / "student_hq.onnx"
 
 
 @pytest.mark.skipif(not HQ_ONNX.exists(), reason="student-hq is not bundled")
