@@ -172,6 +172,7 @@ class Converter:
             raise InputError(f"{src}: no such file")
         if same_file(src, dst):
             raise InputError(f"{dst}: OUTPUT is the same file as INPUT; refusing to overwrite the input")
+        self._start_afresh()
         if is_image(src):
             if not is_image(dst):
                 raise InputError(f"{dst}: an image input needs an image output (.png, .jpg, ...)")
@@ -207,7 +208,15 @@ class Converter:
         """One part of a long video (``--ray --segment``: a ``streamer.ray_convert.Part``, which gives the source and
         wraps the sink), video only, through the same engine, stages and encoder as a whole file; the parts are
         joined with the file's audio by ``streamer.ray_convert.join_parts``."""
+        self._start_afresh()
         return self._convert_video(Path(src), Path(dst), None, on_frame, part=part)
+
+    def _start_afresh(self) -> None:
+        """Each file, or part of one, is its own video: a model that carries state from frame to frame (student-hq's
+        whole-frame moments) must not bring the previous file's in."""
+        reset = getattr(self.engine, "reset_state", None)
+        if reset is not None:
+            reset()
 
     def _convert_video(self, src: Path, dst: Path, on_start, on_frame, part: VideoPart | None = None) -> ConvertResult:
         out = AtomicOutput(dst, overwrite=self.options.overwrite or part is not None)

@@ -176,6 +176,32 @@ def test_the_device_check_of_the_carried_state_passes_on_the_cpu() -> None:
     assert result["passed"] and result["psnr_db_min"] > 45, result
 
 
+@pytest.mark.skipif(not HQ_ONNX.exists(), reason="student-hq is not bundled")
+def test_each_file_of_a_folder_starts_afresh(tmp_path: Path) -> None:
+    """`streamer convert DIR` runs one engine over every file: a picture must come out as it does alone, not with
+    the moments the previous picture left (two versions of one photo, too alike for the cut detector)."""
+    import cv2
+
+    from streamer.convert import ConvertOptions, Converter
+
+    photo = _photo_frame("building.jpg")
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    brighter = np.clip(photo.astype(int) * 6 // 5, 0, 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "in" / "b.png"), cv2.cvtColor(brighter, cv2.COLOR_RGB2BGR))
+    options = dict(style="starry_night", model="student-hq", backend="onnxruntime", overwrite=True)
+    batch, alone = Converter(ConvertOptions(**options)), Converter(ConvertOptions(**options))
+    try:
+        assert [r.status for r in batch.convert_dir(tmp_path / "in", tmp_path / "out")] == ["ok", "ok"]
+        alone.convert(tmp_path / "in" / "b.png", tmp_path / "b_alone.png")
+    finally:
+        batch.close()
+        alone.close()
+    # within a grey level: the second file runs in the session with the style baked in (engines/style_baking.py)
+    diff = np.abs(cv2.imread(str(tmp_path / "out" / "b.png")).astype(int) - cv2.imread(str(tmp_path / "b_alone.png")))
+    assert diff.max() <= 1, diff.max()
+
+
 def test_the_stateful_graph_keeps_the_two_input_contract(tmp_path: Path) -> None:
     """A caller that knows nothing of the state (the browser page, another runtime) runs it with frame and style
     alone; feeding state_out back is what carries it; TensorRT gets `state` as a plain input to bind."""
