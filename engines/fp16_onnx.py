@@ -58,8 +58,10 @@ def _data_path(graph: onnx.GraphProto, float_inputs: set[str]) -> set[str]:
 
 
 def is_fp16_model(model: onnx.ModelProto) -> bool:
-    """True when the model's weights are float16 (already converted)."""
-    kinds = {t.data_type for t in model.graph.initializer if t.data_type in (FLOAT, FLOAT16)}
+    """True when the model's weights are float16 (already converted). Initializers that are graph inputs (a
+    stateful student's `state` and `keep` defaults) stay float32 like every graph input, so they do not count."""
+    inputs = {i.name for i in model.graph.input}
+    kinds = {t.data_type for t in model.graph.initializer if t.data_type in (FLOAT, FLOAT16) and t.name not in inputs}
     return FLOAT16 in kinds and FLOAT not in kinds
 
 

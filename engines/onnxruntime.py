@@ -6,6 +6,7 @@ adapted to the same contract so it can stand in for the student anywhere.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -113,8 +114,9 @@ class OnnxRuntimeEngine:
     general session only.
 
     A graph with a `state` input (the high-quality tier's carried whole-frame moments) gets its `state_out` of one
-    call back on the next while the style stays the same: frames are a video's, in order. A new style, or
-    `reset_state()` (a new file, a seek), starts again from the frame alone; the graph notices cuts itself."""
+    call back on the next while the style and the frame size stay the same: frames are a video's, in order, one per
+    call (`info.max_batch` 1). A new style or size, or `reset_state()` (a new file, a seek), starts again from the
+    frame alone; the graph notices cuts itself."""
 
     def __init__(self, model_path: str | os.PathLike, *, threads: int | None = None, name: str | None = None,
                  multiple_of: int = 8, provider: str | None = "cpu", bake_style: bool = True) -> None:
@@ -131,14 +133,16 @@ class OnnxRuntimeEngine:
                        if bake_style and ran_on == "cpu" else None)
         stateful = STATE_INPUT in {i.name for i in self._session.get_overridable_initializers()}
         self._outputs = ["stylized", STATE_OUTPUT] if stateful else ["stylized"]
-        self._state: tuple[bytes, np.ndarray] | None = None   # (the style it belongs to, the carried state)
+        self._state: tuple[bytes, np.ndarray] | None = None   # (the style and size it belongs to, the carried state)
+        if stateful:   # frames of a batch would all blend with the same carried moments: one frame per call
+            self.info = dataclasses.replace(self.info, max_batch=1)
 
     def infer(self, frames: np.ndarray, style: np.ndarray) -> np.ndarray:
         style = check_inputs(self.info, frames, style)
         padded, h, w = pad_to_multiple(np.ascontiguousarray(frames, dtype=np.float32), self._multiple)
         baked = self._baked.session_for(style) if self._baked is not None else None
         feeds = {"frame": padded} if baked is not None else {"frame": padded, "style": style}
-        key = style[-1].tobytes()
+        key = style[-1].tobytes() + bytes(f"{h}x{w}", "ascii")   # the moments depend on the style and the scale
         if self._state is not None and self._state[0] == key:
             feeds[STATE_INPUT] = self._state[1]
         out = (baked if baked is not None else self._session).run(self._outputs, feeds)

@@ -111,6 +111,14 @@ class ReferenceEngine:
         with self._lock:
             if not self._closed:
                 self._stream.submit(self._state.reset)
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        """A stateful inner model starts afresh on the next frame, after the work already submitted."""
+        reset = getattr(self.inner, "reset_state", None)
+        with self._lock:
+            if reset is not None and not self._closed:
+                self._stream.submit(reset)
 
     def _run(self, frames: np.ndarray, style: np.ndarray, bgr: bool, ema_alpha: float | None, flow) -> np.ndarray:
         """One batch on the "device": the kernels' twins around the network, state updated in order."""

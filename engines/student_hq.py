@@ -88,8 +88,9 @@ class StyleNorm(nn.Module):
             c_mean, c_var, shared = self.carried
             if not shared["checked"]:   # the first norm: its input is the frame's content seen by convs alone
                 shift = ((mean - c_mean).abs() * torch.rsqrt(c_var + self.eps)).mean(dim=(1, 2, 3)).max()
-                # an all-zero state (no previous frame), a cut, or a state that is not numbers: start afresh
-                shared["carry"] = (c_var.sum() > 0) & (shift < CUT_SHIFT)
+                # an all-zero state (no previous frame), a cut, or a state that is not finite numbers: start afresh
+                finite = torch.isfinite(c_mean).all() & torch.isfinite(c_var).all()
+                shared["carry"] = finite & (c_var.sum() > 0) & (shift < CUT_SHIFT)
                 shared["checked"] = True
             keep = shared["keep"]
             mean = torch.where(shared["carry"], keep * c_mean + (1 - keep) * mean, mean)
@@ -176,8 +177,9 @@ class StudentHQ(nn.Module):
              keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass in frame-moment mode: `state` [1, state_size] are the previous frame's moments (all zero: there
         was none), `keep` [1] their weight (0: the teacher's own normalization); a cut drops them (CUT_SHIFT).
-        Returns the output and the moments this pass used, those of the batch's last frame (frames of a batch are
-        consecutive)."""
+        Returns the output and the moments this pass used, those of the batch's last frame. Every frame of a batch
+        blends with the same carried moments, so the engines run a stateful network one frame at a time
+        (`max_batch` 1)."""
         norms, i = self.norms(), 0
         # one dict for the pass: the first norm decides whether the carried moments hold (CUT_SHIFT), the rest follow
         shared = {"keep": keep.reshape(1, 1, 1, 1).float(), "checked": False}

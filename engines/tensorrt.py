@@ -197,7 +197,8 @@ class TensorRTEngine:
         self.info = EngineInfo(backend="tensorrt", model=Path(onnx_path).stem, device=f"cuda:{device} {gpu}",
                                precision=precision, min_side=min(min(p.min[1:]) for p in self.profiles),
                                max_side=max(max(p.max[1:]) for p in self.profiles),
-                               max_batch=max(p.max[0] for p in self.profiles), uint8_io=True)
+                               max_batch=1 if self._state is not None else max(p.max[0] for p in self.profiles),
+                               uint8_io=True)   # a stateful student runs one frame a call (engines/student_hq.py)
 
     def _start(self, in_flight: int) -> None:
         """Kernels, streams and the slot ring (context current)."""
@@ -241,8 +242,8 @@ class TensorRTEngine:
             self._kernels.launch(pre, self._compute)
         state = None
         if self._state is not None:
-            key = style[-1].tobytes()
-            if key != self._state.style:            # the carried moments belong to one style
+            key = style[-1].tobytes() + bytes(f"{shape[1]}x{shape[2]}", "ascii")
+            if key != self._state.style:            # the carried moments belong to one style and one scale
                 self._state.style = key
                 self._state.reset(self._compute)
             state = self._state.buffers

@@ -357,8 +357,10 @@ class TorchEngine:
         self._flow = _FlowStates(torch, self.device)
         self._graphs = _Graphs(torch, self.device, self._compute, cuda_graphs and self.is_cuda)
         self._state_style: bytes | None = None   # the style a stateful network's carried state belongs to
+        # a stateful network (student-hq) blends every frame of a batch with the same carried moments: one frame a call
+        self._stateful = getattr(getattr(self.model, "config", None), "frame_moments", False)
         self.info = EngineInfo(backend="torch", model=name, device=dev_name, precision=precision,
-                               uint8_io=self.is_cuda)
+                               uint8_io=self.is_cuda, max_batch=1 if self._stateful else 1 << 16)
 
     # ---------------------------------------------------------------- uint8 path
     def submit_uint8(self, frames: np.ndarray, style: np.ndarray, *, bgr: bool = False,
@@ -373,7 +375,7 @@ class TorchEngine:
             raise EngineError("torch: ema_alpha and flow smoothing are exclusive")
         packed = _pack_flow(flow, frames.shape[0])
         with self._lock, self._inflight.submit() as sub:
-            self._restart_state_on_new_style(style)
+            self._restart_state_when_changed(style, frames.shape[1:3])
             if self.is_cuda:
                 sub.finish = self._enqueue_cuda(sub.slot, frames, style, bgr, ema_alpha, packed)
             else:
@@ -446,7 +448,7 @@ class TorchEngine:
             s_style.view(-1).copy_(d_style.view(torch.float32))
 
         # the warm-up runs of a capture change the EMA state and a stateful network's carried state: both restored
-        carried = (self.model.state_tensor(self.device),) if hasattr(self.model, "state_tensor") else ()
+        carried = (self.model.state_tensor(self.device),) if self._stateful else ()
         return self._graphs.run(("u8", n, h, w, bgr, ema is not None), make_inputs,
                                 lambda u8, st: self.ops.u8_pipeline(u8, st, bgr, ema), fill,
                                 preserve=(tuple(ema[:2]) if ema else ()) + carried)
@@ -472,17 +474,21 @@ class TorchEngine:
     def reset_state(self) -> None:
         """A stateful network (the high-quality tier's carried whole-frame moments) starts afresh on the next frame;
         on the compute stream, so after the work already submitted."""
-        if hasattr(self.model, "reset_state"):
+        with self._lock:
+            self._reset_state_locked()
+
+    def _reset_state_locked(self) -> None:
+        if self._stateful:
             stream = self.torch.cuda.stream(self._compute) if self.is_cuda else contextlib.nullcontext()
             with self.torch.inference_mode(), stream:
                 self.model.reset_state()
 
-    def _restart_state_on_new_style(self, style: np.ndarray) -> None:
-        """The carried moments belong to one style: another one starts them afresh."""
-        key = style[-1].tobytes()
+    def _restart_state_when_changed(self, style: np.ndarray, size: tuple[int, int]) -> None:
+        """The carried moments belong to one style and one scale: another one starts them afresh (lock held)."""
+        key = style[-1].tobytes() + bytes(f"{size[0]}x{size[1]}", "ascii")
         if key != self._state_style:
             self._state_style = key
-            self.reset_state()
+            self._reset_state_locked()
 
     # ---------------------------------------------------------------- float contract
     def infer(self, frames: np.ndarray, style: np.ndarray) -> np.ndarray:
@@ -490,8 +496,10 @@ class TorchEngine:
         style = check_inputs(self.info, frames, style)
         frames = np.ascontiguousarray(frames, dtype=np.float32)
         h, w = frames.shape[2:]
-        with self._lock, torch.inference_mode():
-            self._restart_state_on_new_style(style)
+        # on the compute stream, where the uint8 path and the carried state's resets run: one order for all of them
+        stream = torch.cuda.stream(self._compute) if self.is_cuda else contextlib.nullcontext()
+        with self._lock, torch.inference_mode(), stream:
+            self._restart_state_when_changed(style, (h, w))
             x, s = torch.from_numpy(frames), torch.from_numpy(style)
             if self.is_cuda:
                 x, s = x.pin_memory().to(self.device, non_blocking=True), s.to(self.device)
@@ -528,6 +536,8 @@ class TorchEngine:
                 run()
             end.record(self._compute)
             end.synchronize()
+            self._reset_state_locked()   # random frames went through a stateful network: nothing of them carries on
+            self._state_style = None
         return batch * iters / (start.elapsed_time(end) / 1000.0)
 
     def close(self) -> None:

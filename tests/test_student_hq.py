@@ -202,6 +202,32 @@ def test_each_file_of_a_folder_starts_afresh(tmp_path: Path) -> None:
     assert diff.max() <= 1, diff.max()
 
 
+def test_stateful_guards(tmp_path: Path) -> None:
+    """One frame per call in every engine (a batch would blend each frame with the same carried moments); a state
+    that is not finite starts afresh instead of carrying forever; the fp16 graph is recognized as converted (its
+    state defaults stay float32 like every graph input), so the TensorRT loader does not convert it twice."""
+    import onnx
+
+    from distill.export import export
+    from engines.fp16_onnx import is_fp16_model
+    from engines.onnxruntime import OnnxRuntimeEngine
+    from engines.torch import TorchEngine
+
+    hq_init("", str(tmp_path / "hq.pt"), keep=0.98)
+    export(str(tmp_path / "hq.pt"), str(tmp_path / "hq.onnx"))
+    export(str(tmp_path / "hq.pt"), str(tmp_path / "hq16.onnx"), fp16=True)
+    assert OnnxRuntimeEngine(tmp_path / "hq.onnx").info.max_batch == 1
+    assert TorchEngine(tmp_path / "hq.pt", device="cpu").info.max_batch == 1
+    assert is_fp16_model(onnx.load(str(tmp_path / "hq16.onnx")))
+    model = load_weights(tmp_path / "hq.pt")
+    frame, style = torch.from_numpy(_clip()[0]), torch.from_numpy(_bundled_style().astype(np.float32))
+    with torch.no_grad():
+        fresh = model.step(frame, style, torch.zeros(1, model.state_size()), torch.full((1,), 0.98))[0]
+        for bad in (float("inf"), float("nan")):
+            state = torch.full((1, model.state_size()), bad)
+            assert (model.step(frame, style, state, torch.full((1,), 0.98))[0] - fresh).abs().max() < 1e-6
+
+
 def test_the_stateful_graph_keeps_the_two_input_contract(tmp_path: Path) -> None:
     """A caller that knows nothing of the state (the browser page, another runtime) runs it with frame and style
     alone; feeding state_out back is what carries it; TensorRT gets `state` as a plain input to bind."""

@@ -120,14 +120,15 @@ async function runStudent(rgba, w, h, vector, carry = {}) {
     [state.io.style]: new ort.Tensor('float32', vector, [1, vector.length]),
   };
   const n = state.io.stateSize;
-  if (n) {   // zeros: no previous frame (the first one, or a new style); the graph notices cuts itself
-    if (!carry.state || !sameVector(carry.style, vector)) carry.state = new Float32Array(n);
+  if (n) {   // zeros: no previous frame (the first one, a new style or size); the graph notices cuts itself
+    if (!carry.state || !sameVector(carry.style, vector) || carry.size !== `${w}x${h}`) carry.state = new Float32Array(n);
     feeds.state = new ort.Tensor('float32', carry.state, [1, n]);
   }
   const result = await state.session.run(feeds);
   if (n) {
     carry.state = Float32Array.from(result.state_out.data ?? await result.state_out.getData());
     carry.style = Float32Array.from(vector);
+    carry.size = `${w}x${h}`;
   }
   const y = result[state.io.out];
   const data = y.data ?? await y.getData();
