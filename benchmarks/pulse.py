@@ -6,9 +6,9 @@ Why: a network that normalizes by whole-frame statistics (the teacher) repaints 
 walks in at one edge: the wall on the other side changes colour on that very frame. E_warp (benchmarks/temporal.py)
 averages over the frame and over time, so it hardly sees one such jump; this measures it directly.
 
-The clip: a still photo at 384x216 (the teacher's largest side); from frame 10 a saturated disc (a quarter of the height) slides in from the left
-edge over 12 frames and stays. Measured in the right third of the frame, which the disc never reaches (mean CIE76
-delta E against the previous frame, on the model's output):
+The clip: a still photo at 384x216 (the teacher's largest side); from frame 10 a saturated disc, half the frame's
+height across, slides in from the left edge over 12 frames and stays. Measured in the right third of the frame,
+which the disc never reaches (mean CIE76 delta E against the previous frame, on the model's output):
 - `jump`: the largest change between two consecutive frames (the pulse a viewer sees);
 - `drift`: the change from the last frame before the disc to the last frame (where the colours settle).
 The input's own right third does not change at all, so every model's numbers are its own doing. Several photos,
