@@ -32,6 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from engines.carried_state import start_afresh  # noqa: E402
 from engines.onnxruntime import OnnxRuntimeEngine, TeacherEngine  # noqa: E402
 from streamer.bench import machine_info  # noqa: E402
 from streamer.metrics import lab  # noqa: E402
@@ -59,8 +60,7 @@ def clip(photo: Path) -> list[np.ndarray]:
 
 
 def stylize(engine, frames: list[np.ndarray], style: np.ndarray) -> list[np.ndarray]:
-    if hasattr(engine, "reset_state"):
-        engine.reset_state()
+    start_afresh(engine)
     out = []
     for f in frames:
         x = np.ascontiguousarray(f.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from benchmarks.synthetic_motion import Clip, make_clip
+from engines.carried_state import start_afresh
 from streamer.temporal import DEFAULT_SMOOTH, make_smoother
 from streamer.metrics import (downscale, masked_mse, psnr_from_mse, ssim, texture_energy, to_unit, visible_masks,
                               warping_error)
@@ -100,8 +101,7 @@ def engines(threads: int, student: Path = STUDENT) -> dict[str, object]:
 
 
 def stylize(engine, style: np.ndarray, frames: list[np.ndarray]) -> list[np.ndarray]:
-    if hasattr(engine, "reset_state"):   # a stateful student: each clip is a new video
-        engine.reset_state()
+    start_afresh(engine)   # a stateful student: each clip is a new video
     out = []
     for f in frames:
         x = (f.astype(np.float32) * (1.0 / 255.0)).transpose(2, 0, 1)[None]

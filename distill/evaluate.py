@@ -16,6 +16,7 @@ import numpy as np
 from distill.data import list_images, read_manifest
 from distill.teacher import Teacher
 from engines.base import STYLE_DIM
+from engines.carried_state import start_afresh
 from engines.onnxruntime import OnnxRuntimeEngine
 from streamer.errors import InputError, one_line
 from streamer.media_files import center_square, read_image
@@ -47,9 +48,7 @@ class _StudentRunner:
     def __call__(self, rgb: np.ndarray, style: np.ndarray) -> np.ndarray:
         """One still image: a stateful student (the high-quality tier) starts afresh on each."""
         x = rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        runner = self._torch if self._torch is not None else self._engine
-        if hasattr(runner, "reset_state"):
-            runner.reset_state()
+        start_afresh(self._torch if self._torch is not None else self._engine)
         if self._torch is not None:
             import torch   # loaded already for the .pt student
 

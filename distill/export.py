@@ -20,6 +20,7 @@ import onnx
 import onnx.numpy_helper
 import torch
 
+from engines.carried_state import start_afresh
 from engines.fp16_onnx import convert_to_fp16
 from engines.onnxruntime import make_session
 from engines.student import STYLE_DIM, load_weights
@@ -92,8 +93,7 @@ def _default_state(graph: onnx.ModelProto, size: int, keep: float) -> None:
 def _compare_with_torch(model, path: Path) -> float:
     """ORT vs PyTorch on a batch of 2 at an odd size, so the dynamic axes are exercised too."""
     frame, style = torch.rand(2, 3, 72, 104), torch.randn(2, STYLE_DIM)
-    if hasattr(model, "reset_state"):
-        model.reset_state()   # a first frame, as the graph's default state is
+    start_afresh(model)   # a first frame, as the graph's default state is
     with torch.no_grad():
         ref = model(frame, style).numpy()
     got = make_session(path).run(["stylized"], {"frame": frame.numpy(), "style": style.numpy()})[0]

@@ -34,6 +34,7 @@ import numpy as np
 
 from distill.export import export as export_onnx
 from distill.quantize import quantize_student, to_uint8
+from engines.carried_state import start_afresh
 from engines.onnxruntime import make_session
 from streamer.errors import InputError, StreamerError
 from streamer.media_files import is_image, is_video, read_image
@@ -168,8 +169,7 @@ def torch_runner(weights: str) -> Runner:
     model = load_weights(weights).eval()
 
     def run(x: np.ndarray, s: np.ndarray) -> np.ndarray:
-        if hasattr(model, "reset_state"):   # each check frame on its own, as the exported graph runs by default
-            model.reset_state()
+        start_afresh(model)   # each check frame on its own, as the exported graph runs by default
         with torch.no_grad():
             return model(torch.from_numpy(x), torch.from_numpy(s)).numpy()
     return run

@@ -57,6 +57,7 @@ from distill.style_space import StylePredictor
 from distill.teacher import Teacher
 from distill.train import (color_layout_loss, image_terms, sample_batch, spectrum_loss,
                            stylespace_loss, weighted_sum)
+from engines.carried_state import start_afresh
 from engines.student import Student, load_weights, save_checkpoint_weights
 from streamer.errors import InputError
 from streamer.media_files import center_square, check_readable, is_image, read_image
@@ -326,8 +327,7 @@ class _Tuner:
         style = torch.from_numpy(np.repeat(vec[None], len(x), 0))
         outs, flicker = [], []
         for i in range(len(x)):     # one at a time: the peak memory of a 384x384 batch is not worth it
-            if hasattr(model, "reset_state"):   # a stateful base (student-hq): each photo is a new picture
-                model.reset_state()
+            start_afresh(model)   # a stateful base (student-hq): each photo is a new picture
             y = model(x[i:i + 1], style[i:i + 1])
             outs.append((y[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
             # how much the output moves when the photo moves a little: the same warp per photo at every evaluation

@@ -14,6 +14,14 @@ import onnxruntime as ort
 STATE_INPUT, STATE_OUTPUT = "state", "state_out"
 
 
+def start_afresh(runner: object) -> None:
+    """The next frame `runner` (an engine or a network) sees starts a new video: a stateful one (`reset_state`)
+    drops what it carries; any other has nothing to drop."""
+    reset = getattr(runner, "reset_state", None)
+    if reset is not None:
+        reset()
+
+
 def state_as_input(onnx_path: str | os.PathLike) -> bytes:
     """The serialized ONNX, with a stateful student's `state` default dropped; other graphs come back as they are."""
     import onnx   # imported here: only building an engine or serving the browser page needs it

@@ -131,10 +131,10 @@ class OnnxRuntimeEngine:
         # only on the CPU: other providers compile per session (TensorRT: minutes), and fold constants themselves
         self._baked = (BakedSessions(model_path, lambda model: _open(model, threads, [PROVIDERS["cpu"]]))
                        if bake_style and ran_on == "cpu" else None)
-        stateful = STATE_INPUT in {i.name for i in self._session.get_overridable_initializers()}
-        self._outputs = ["stylized", STATE_OUTPUT] if stateful else ["stylized"]
+        self._stateful = STATE_INPUT in {i.name for i in self._session.get_overridable_initializers()}
+        self._outputs = ["stylized", STATE_OUTPUT] if self._stateful else ["stylized"]
         self._state: tuple[bytes, np.ndarray] | None = None   # (the style and size it belongs to, the carried state)
-        if stateful:   # frames of a batch would all blend with the same carried moments: one frame per call
+        if self._stateful:   # frames of a batch would all blend with the same carried moments: one frame per call
             self.info = dataclasses.replace(self.info, max_batch=1)
 
     def infer(self, frames: np.ndarray, style: np.ndarray) -> np.ndarray:
@@ -142,13 +142,14 @@ class OnnxRuntimeEngine:
         padded, h, w = pad_to_multiple(np.ascontiguousarray(frames, dtype=np.float32), self._multiple)
         baked = self._baked.session_for(style) if self._baked is not None else None
         feeds = {"frame": padded} if baked is not None else {"frame": padded, "style": style}
+        if not self._stateful:
+            return (baked if baked is not None else self._session).run(self._outputs, feeds)[0][:, :, :h, :w]
         key = style[-1].tobytes() + bytes(f"{h}x{w}", "ascii")   # the moments depend on the style and the scale
         if self._state is not None and self._state[0] == key:
             feeds[STATE_INPUT] = self._state[1]
-        out = (baked if baked is not None else self._session).run(self._outputs, feeds)
-        if len(out) > 1:
-            self._state = (key, out[1])
-        return out[0][:, :, :h, :w]
+        out, state = (baked if baked is not None else self._session).run(self._outputs, feeds)
+        self._state = (key, state)
+        return out[:, :, :h, :w]
 
     def reset_state(self) -> None:
         """The next frame starts afresh (another file, a cut): a stateful graph normalizes it by itself alone."""

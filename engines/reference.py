@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from engines.base import STYLE_DIM, Engine, EngineError, EngineInfo
+from engines.carried_state import start_afresh
 from engines.cuda_kernels import check_uint8_inputs, ref_flow_blend, ref_to_nchw, ref_to_u8hwc
 from engines.inflight import InFlight
 
@@ -115,10 +116,9 @@ class ReferenceEngine:
 
     def reset_state(self) -> None:
         """A stateful inner model starts afresh on the next frame, after the work already submitted."""
-        reset = getattr(self.inner, "reset_state", None)
         with self._lock:
-            if reset is not None and not self._closed:
-                self._stream.submit(reset)
+            if not self._closed:
+                self._stream.submit(start_afresh, self.inner)
 
     def _run(self, frames: np.ndarray, style: np.ndarray, bgr: bool, ema_alpha: float | None, flow) -> np.ndarray:
         """One batch on the "device": the kernels' twins around the network, state updated in order."""

@@ -485,6 +485,8 @@ class TorchEngine:
 
     def _restart_state_when_changed(self, style: np.ndarray, size: tuple[int, int]) -> None:
         """The carried moments belong to one style and one scale: another one starts them afresh (lock held)."""
+        if not self._stateful:
+            return
         key = style[-1].tobytes() + bytes(f"{size[0]}x{size[1]}", "ascii")
         if key != self._state_style:
             self._state_style = key

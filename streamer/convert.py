@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from engines.base import Engine
+from engines.carried_state import start_afresh
 from streamer.assembly import RunOptions, assemble, engine_for_size, open_engine
 from streamer.codecs import pick_encoder
 from streamer.errors import EXIT_USAGE, InputError, StreamerError, one_line
@@ -214,9 +215,7 @@ class Converter:
     def _start_afresh(self) -> None:
         """Each file, or part of one, is its own video: a model that carries state from frame to frame (student-hq's
         whole-frame moments) must not bring the previous file's in."""
-        reset = getattr(self.engine, "reset_state", None)
-        if reset is not None:
-            reset()
+        start_afresh(self.engine)
 
     def _convert_video(self, src: Path, dst: Path, on_start, on_frame, part: VideoPart | None = None) -> ConvertResult:
         out = AtomicOutput(dst, overwrite=self.options.overwrite or part is not None)
