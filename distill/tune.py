@@ -4,9 +4,10 @@ The teacher is the only supervisor: it stylizes random crops of a bundled set of
 user's clip with ``video``) in the painting's style once, and the student is fine-tuned towards those targets until
 the time budget is spent. What is tuned and with which losses was measured (benchmarks/RESULTS.md, "Tuning"):
 
-- **Which base**: the high-quality tier by default (``DEFAULT_MODEL``: tuned models are for files); the live tier
-  with ``model="student-live"`` (live speed on a CPU). Below, the live tier's layers; student-hq's style path is its
-  norms' style-to-(gamma, beta) projections, and ``body`` adds its residual convs (``parameter_groups``).
+- **Which base**: the live tier by default (``DEFAULT_MODEL``), the one tuning helps; ``model="student-hq"`` tunes
+  the high-quality tier, which on a still is the teacher's own network, so the tuner has little to add there. Below,
+  the live tier's layers; student-hq's style path is its norms' style-to-(gamma, beta) projections, and ``body`` adds
+  its residual convs (``parameter_groups``).
 - **What**: the style-conditioning path and the residual blocks (``scope="body"``, the default). For one painting
   the style vector is fixed, so the style MLP's output (every FiLM scale and shift, the colour matrix) becomes a
   free set of per-style constants; the residual blocks at 1/4 resolution and the whole 1/8 branch (its stride-2
@@ -67,10 +68,10 @@ from streamer.sources import VideoFileSource
 from streamer.styles import resolve_style
 
 BUNDLED_PHOTOS = Path(streamer.__file__).resolve().parent / "assets" / "photos"
-# the high-quality tier: tuning is for files (`streamer convert --model NAME.onnx`), and from it 5 of 6 unseen
-# paintings reach 0.90 of the teacher in 5 minutes, against 0.79 on average from the live tier (RESULTS, "Tuning");
-# `--model student-live` keeps live speed on a CPU
-DEFAULT_MODEL = "student-hq"
+# the live tier: from it 5 minutes take unseen paintings from 0.71 to 0.79 of the teacher on average, and the tuned
+# model keeps live speed on a CPU; the high-quality tier is the teacher's network on a still, so tuning it moved the
+# same kind of paintings from 1.019 to 1.017 (RESULTS, "Tuning")
+DEFAULT_MODEL = "student-live"
 SCOPES = ("auto", "style", "all", "body")
 RESAMPLING = ("stem.", "down.", "up.", "head.")   # the main path's resampling layers; "body" leaves them alone
 HQ_RESAMPLING = ("contract.", "expand.")           # the same for student-hq (its norms, expand_norm.*, are style)
@@ -98,7 +99,7 @@ class TuneOptions:
     minutes: float = 5.0              # wall-clock budget, teacher targets included (export and report come after)
     photos: str | None = None         # a folder of photos in place of the bundled ones
     video: str | None = None          # a clip whose frames join the training photos
-    model: str | None = None          # the base: a tier name (default student-hq) or a .pt
+    model: str | None = None          # the base: a tier name (default student-live) or a .pt
     overwrite: bool = False           # replace an existing `out`
     scope: str = "body"               # body (style MLP + residual blocks), style (the style MLP only), all, or auto
                                       # (style MLP first, then all)

@@ -21,8 +21,8 @@ from conftest import REPO, leftovers, make_clip, run_cli
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="streamer tune needs the 'distill' extra (torch)")
 PAINTING = REPO / "streamer" / "assets" / "styles" / "kandinsky.jpg"
-# seconds, not minutes: few pairs, small crops, one held-out photo, the small live tier (the default base, student-hq,
-# takes 6x its time per step; its tune scopes are tested in test_student_hq.py)
+# seconds, not minutes: few pairs, small crops, one held-out photo, the small live tier (the default base, named so
+# the tests say what they run; student-hq takes 6x its time per step, its tune scopes are tested in test_student_hq.py)
 TINY = ("--minutes", "0.5", "--pairs", "6", "--crop", "96", "--batch", "4", "--holdout", "2", "--lr", "0.01",
         "--threads", "1", "--model", "student-live")
 

@@ -28,8 +28,8 @@ def register(sub) -> None:
     p.add_argument("--photos", metavar="DIR", help="photos to tune on instead of the bundled ones")
     p.add_argument("--video", metavar="CLIP", help="add frames of this clip to the photos")
     p.add_argument("--model", default=None,
-                   help="the base: student-hq (default: the file tier, about 7x the live tier's time on a CPU), "
-                        "student-live (live speed on a CPU), or a .pt file")
+                   help="the base: student-live (default: live speed on a CPU, and the tier tuning helps), student-hq "
+                        "(the file tier: on a still it is the teacher's network already), or a .pt file")
     p.add_argument("--scope", default="body", choices=("body", "style", "auto", "all"),
                    help="what is tuned: body (default): the style MLP, which sets every FiLM scale and shift and the "
                         "colour matrix, the residual blocks and the 1/8 branch; style: the style MLP alone; all: "
@@ -124,6 +124,6 @@ def cmd_tune(args) -> int:
               f"{result['photos_used']} photos; weights {checkpoint_path(result['out'])}")
         print(f"use it: streamer convert in.mp4 out.mp4 --model {result['out']} --style {result['painting']}")
         if result["base"] == "student-hq":
-            print("(tuned from student-hq, the file tier: on a CPU about 7x the live tier's time per frame; "
-                  "--model student-live tunes for live speed)")
+            print("(tuned from student-hq, the file tier: on a CPU about 6x the live tier's time per frame, and on a "
+                  "still already the teacher's network)")
     return 0
