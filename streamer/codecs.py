@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import av
 
-from streamer.errors import one_line
+from streamer.errors import InputError, one_line
 
 SOFTWARE_H264 = "libx264"
 NVENC_H264 = "h264_nvenc"
@@ -87,6 +87,19 @@ def preset_family(preset: str | None) -> str | None:
     if preset in NVENC_PRESETS:
         return "nvenc"
     return "x264" if preset in X264_PRESETS else None
+
+
+def check_encoder_options(codec: str, preset: str | None, crf: int | None, *, preset_flag: str = "--preset") -> None:
+    """InputError naming the flag for a preset or CRF the encoder would refuse, before anything is decoded: FFmpeg
+    would refuse it only when the encoder opens, after the model has loaded, with its own log line on stderr.
+    ``auto`` is checked as libx264; an encoder of neither preset family (VP9, AV1, ...) is left to FFmpeg."""
+    family = encoder_family(SOFTWARE_H264 if codec == "auto" else codec)
+    if preset is not None and family is not None and preset_family(preset) is None:
+        raise InputError(f"{preset_flag} {preset}: not an x264 or NVENC preset "
+                         f"(use {', '.join(X264_PRESETS[:6])}, ... or p1..p7)")
+    top = 51 if family is not None else 63      # x264, x265 and NVENC's CQ stop at 51; VP9 and AV1 at 63
+    if crf is not None and not 0 <= crf <= top:
+        raise InputError(f"--crf {crf}: out of range for {codec if codec != 'auto' else SOFTWARE_H264} (0..{top})")
 
 
 def map_preset(preset: str | None, codec: str) -> str | None:

@@ -23,7 +23,7 @@ from typing import Callable, Protocol
 from engines.base import Engine
 from engines.carried_state import start_afresh
 from streamer.assembly import RunOptions, assemble, engine_for_size, open_engine
-from streamer.codecs import pick_encoder
+from streamer.codecs import check_encoder_options, pick_encoder
 from streamer.errors import EXIT_USAGE, InputError, StreamerError, one_line
 from streamer.pipeline import Frame, Runner, Stats
 from streamer.processing import processing_size, stylize_image
@@ -42,6 +42,10 @@ class ConvertOptions(RunOptions):
     overwrite: bool = False
     queue_size: int = 8
     strict: bool = False               # a damaged input (truncated, corrupt frames) is an error, not a warning
+
+    def validate(self) -> None:
+        super().validate()
+        check_encoder_options(self.codec, self.preset, self.crf)
 
 
 @dataclass
@@ -180,6 +184,9 @@ class Converter:
             return self._convert_image(src, dst)
         if is_image(dst):
             raise InputError(f"{dst}: a video input needs a video output (.mp4, .mkv, ...)")
+        if not is_video(dst):    # before the model loads: FFmpeg would say so only when the encoder opens
+            raise InputError(f"{dst}: unknown video format {dst.suffix or '(no extension)'!r} "
+                             "(use .mp4, .mkv, .mov, .webm, ...)")
         return self._convert_video(src, dst, on_start, on_frame)
 
     def _result(self, src: Path, dst: Path, *, notices: list[str] = (), **kw) -> ConvertResult:

@@ -26,6 +26,7 @@ from typing import Callable
 from engines.base import Engine
 from streamer.adaptive import AdaptiveSize
 from streamer.assembly import RunOptions, assemble, open_engine
+from streamer.codecs import check_encoder_options
 from streamer.errors import InputError, Interrupted
 from streamer.live_sinks import MultiSink, open_live_sink
 from streamer.live_sources import open_live_source
@@ -69,6 +70,7 @@ class LiveOptions(RunOptions):
         super().validate()
         if self.duration is not None and self.duration <= 0:
             raise InputError(f"--duration {self.duration}: must be positive")
+        check_encoder_options("libx264", self.stream_preset, None, preset_flag="--stream-preset")
         for name, v in (("--width", self.width), ("--height", self.height), ("--fps", self.fps)):
             if v is not None and v <= 0:
                 raise InputError(f"{name} {v}: must be positive")
