@@ -12,7 +12,7 @@ from streamer import ray_convert
 from streamer.assembly import pinned_model
 from streamer.cli.options import add_report_flags, add_run_flags, run_options
 from streamer.convert import ConvertOptions, ConvertResult, Converter, batch_jobs
-from streamer.errors import EXIT_FAILURE, EXIT_USAGE, InputError
+from streamer.errors import EXIT_FAILURE, EXIT_USAGE, InputError, StreamerError, one_line
 from streamer.sources import VideoFileSource
 
 PROG = "streamer"
@@ -84,7 +84,13 @@ def cmd_convert(args) -> int:
             raise InputError("--segment splits long videos across a Ray cluster: it needs --ray")
         if Path(args.input).is_dir():
             return convert_dir(conv, args, progress)
-        result = conv.convert(args.input, args.output, on_start=progress.start, on_frame=progress.frame)
+        try:
+            result = conv.convert(args.input, args.output, on_start=progress.start, on_frame=progress.frame)
+        except StreamerError as exc:
+            if args.json:   # a script reads one object whether the file converted or not, as in batch mode
+                print(json.dumps(conv.batch_result(Path(args.input), Path(args.output), "failed",
+                                                   error=one_line(exc), exit_code=exc.exit_code).as_dict()))
+            raise
     finally:
         progress.close()
         conv.close()
@@ -117,13 +123,18 @@ def file_printer(args, progress: Progress):
         if r.status == "failed":
             print(f"{PROG}: error: {r.error}", file=sys.stderr)
         else:
-            extra = f" ({r.frames} frames, {r.fps:.1f} fps)" if r.status == "ok" else " (exists)"
+            extra = (f" ({r.frames} frame{'s' * (r.frames != 1)}, {r.fps:.1f} fps)" if r.status == "ok"
+                     else " (exists)")
             print(f"{r.status:7} {r.output}{extra}")
 
     return on_file
 
 
 def convert_dir(conv: Converter, args, progress: Progress) -> int:
+    subfolders = [p for p in Path(args.input).iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if subfolders and not (args.quiet or args.json):
+        print(f"{PROG}: notice: {args.input}: {len(subfolders)} subfolder{'s' * (len(subfolders) != 1)} not "
+              f"converted (a batch reads one folder, not its subfolders)", file=sys.stderr)
     results = conv.convert_dir(args.input, args.output, on_file=file_printer(args, progress), on_start=progress.start,
                                on_frame=progress.frame)
     return summarize(results, args)
@@ -180,7 +191,7 @@ def summarize(results: list[ConvertResult], args, *, nodes: bool = False) -> int
                           "files": files}))
     elif not args.quiet:
         with_warning = f" ({len(damaged)} damaged)" if damaged else ""
-        print(f"{len(results)} files: {counts['ok']} converted{with_warning}, {counts['skipped']} skipped, "
+        print(f"{len(results)} file{'s' * (len(results) != 1)}: {counts['ok']} converted{with_warning}, {counts['skipped']} skipped, "
               f"{counts['failed']} failed")
         for r in damaged:
             print(f"damaged {r.warnings[0] if r.warnings else r.input}")
