@@ -102,7 +102,9 @@ def create_engine(backend: str, model: ModelSpec, *, threads: int | None = None,
         return TeacherEngine(threads=threads)
     if name == "onnxruntime":
         if model.onnx is None:
-            raise EngineError(f"model {model.name}: no ONNX file for the onnxruntime backend")
+            shown = model.weights or model.name
+            raise EngineError(f"{shown}: torch weights run on the torch backend (a CUDA GPU); export an ONNX with "
+                              "`distill export` for ONNX Runtime")
         return OnnxRuntimeEngine(model.onnx, threads=threads, name=model.name, provider=provider)
     if name == "tensorrt":
         if model.onnx is None:

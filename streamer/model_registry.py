@@ -85,9 +85,12 @@ def resolve_model(spec: str | None, *, purpose: str = "file", gpu: bool = False)
         raise InputError(f"{spec}: unknown model; use student, {', '.join(TIERS)}, teacher, identity or a .onnx/.pt file")
     if not path.is_file():
         raise InputError(f"{spec}: model file not found")
+    # an export and its weights side by side (`distill export`, `streamer tune`): each backend takes the one it runs
+    twin = path.with_suffix(".pt" if path.suffix.lower() == ".onnx" else ".onnx")
+    twin = twin if twin.is_file() else None
     if path.suffix.lower() == ".onnx":
-        return ModelSpec(path.stem, "student", onnx=path)
-    return ModelSpec(path.stem, "student", weights=path)
+        return ModelSpec(path.stem, "student", onnx=path, weights=twin)
+    return ModelSpec(path.stem, "student", onnx=twin, weights=path)
 
 
 # --- bundled styles tuned for a tier ---------------------------------------------------------------------------
