@@ -69,7 +69,8 @@ class RunOptions:
         if self.max_size is not None and 0 < self.max_size < MIN_MAX_SIZE or (self.max_size or 0) < 0:
             raise InputError(f"--max-size {self.max_size}: too small (at least {MIN_MAX_SIZE}, or 0 for native size)")
         if self.tile is not None and 0 < self.tile < 64 or (self.tile or 0) < 0:
-            raise InputError(f"--tile {self.tile}: too small (at least 64, or 0 for never)")
+            raise InputError(f"--tile {self.tile}: too small (at least 64 and four times the model's reach, "
+                             "or 0 for never)")
         if self.batch < 1:
             raise InputError(f"--batch {self.batch}: must be at least 1")
         if self.smooth not in SMOOTH_MODES:

@@ -358,7 +358,8 @@ def open_engines(o: BenchOptions, backends: list[str], skipped: list[dict]) -> d
                 raise InputError(f"--backend {name}: {one_line(exc)}") from exc
             skipped.append({"what": "backend", "backend": name, "size": None, "batch": None, "reason": one_line(exc)})
     if not engines:
-        raise InputError("no backend can run this model here (see `streamer info`)")
+        why = "; ".join(f"{s['backend']}: {s['reason']}" for s in skipped if s["what"] == "backend")
+        raise InputError(f"no backend can run this model here ({why or 'see `streamer info`'})")
     return engines
 
 

@@ -28,9 +28,10 @@ from typing import Callable
 from urllib.parse import unquote, urlsplit
 
 from engines.carried_state import state_as_input, state_size
-from engines.onnxruntime import teacher_model_dir
+from engines.base import EngineError
+from engines.onnxruntime import make_session, teacher_model_dir
 from streamer.adaptive import LADDER
-from streamer.errors import InputError, StreamerError
+from streamer.errors import InputError, StreamerError, one_line
 from streamer.model_registry import resolve_model, tuned_for
 from streamer.processing import DEFAULT_MAX_SIZE
 from streamer.styles import StyleEncoder, bundled_styles
@@ -71,7 +72,13 @@ class Resource:
 
 def web_model(spec: str | None):
     """The ModelSpec the page runs: a student-contract ONNX file (the live tier unless told otherwise)."""
-    model = resolve_model(spec, purpose="live")
+    try:
+        model = resolve_model(spec, purpose="live")
+    except InputError as exc:
+        if "unknown model" not in str(exc):
+            raise
+        raise InputError(f"{spec}: unknown model; the page runs student, student-live, student-hq or a .onnx "
+                         "file") from exc
     if tuned_for(model):
         raise InputError(f"--model {model.name}: tuned for one style, and the page switches styles "
                          f"(use --model {model.name.partition('/')[0]})")
@@ -79,6 +86,10 @@ def web_model(spec: str | None):
         raise InputError(f"--model {spec or model.name}: the page runs student-contract ONNX models "
                          "(student, student-live, student-hq or a .onnx file), not "
                          f"{'a .pt checkpoint' if model.kind == 'student' else model.kind}")
+    try:   # a file ONNX Runtime cannot load is refused here, as convert and live refuse it, not by each browser
+        make_session(model.onnx)
+    except EngineError as exc:
+        raise InputError(one_line(exc)) from exc
     return model
 
 

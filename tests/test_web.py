@@ -439,9 +439,12 @@ def test_no_camera_offers_the_sample_clip(playwright_instance, server):
 
 @needs_browser
 def test_model_that_fails_to_load_says_which_file_and_why(playwright_instance, work):
+    """The server refuses a file ONNX Runtime cannot load at start (tests/test_cli.py); one that breaks after (or
+    that ONNX Runtime Web alone refuses) is reported by the page, naming the file and the reason."""
     bad = work / "broken_model.onnx"
-    bad.write_bytes(b"this is not an ONNX graph")
+    bad.write_bytes((REPO / "streamer" / "models" / "student_live.onnx").read_bytes())
     srv = Server(work, "-q", "--model", str(bad))
+    bad.write_bytes(b"this is not an ONNX graph")   # served from disk on each request
     b = launch(playwright_instance)
     try:
         p = b.new_page()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from streamer.cli.options import add_debug_flag
+from streamer.errors import InputError
 from streamer.web_server import WebApp, WebOptions, serve
 
 
@@ -35,5 +36,7 @@ def cmd_web(args) -> int:
                 print("streamer web: browsers only give the camera to https:// pages or to localhost; from another "
                       "machine, use an SSH tunnel or a TLS proxy", file=sys.stderr, flush=True)
 
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port {args.port}: not a TCP port (0..65535; 0 picks a free one)")
     serve(WebOptions(host=args.host, port=args.port, model=args.model), ready=ready)
     return 0
