@@ -164,3 +164,85 @@ def test_unknown_encoder_and_wrong_container(tmp_path, clip):
     out = tmp_path / "o.webm"
     proc = run_cli("convert", clip, out, *FAST, "--codec", "libx264")
     assert_one_line_error(proc, out, "cannot hold h264")
+
+
+@pytest.mark.parametrize("extra, out_name, needle", [
+    (("--preset", "nonsense"), "o.mp4", "--preset nonsense"),
+    (("--crf", "-3"), "o.mp4", "--crf -3"),
+    (("--crf", "60"), "o.mp4", "--crf 60"),
+    ((), "o.xyz", "o.xyz: unknown video format"),
+    ((), "o", "(no extension)"),
+])
+def test_encoder_options_and_output_format_refused_before_any_work(tmp_path, clip, extra, out_name, needle):
+    """What FFmpeg would refuse only when the encoder opens (after the model loaded, with its own log line on
+    stderr, exit 1) is refused up front: exit 2, one line naming the option or the file."""
+    out = tmp_path / out_name
+    proc = run_cli("convert", clip, out, "--model", "identity", *extra)
+    assert_one_line_error(proc, out, needle)
+
+
+def test_stream_preset_refused_up_front(tmp_path, clip):
+    proc = run_cli("live", "--source", clip, "--sink", "null", "--model", "identity", "--stream-preset", "nonsense")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "streamer: error: --stream-preset nonsense: not an x264 or NVENC preset (use ultrafast, superfast, "
+        "veryfast, faster, fast, medium, ... or p1..p7)"], proc.stderr
+
+
+def test_json_of_a_failed_file_is_one_object(tmp_path):
+    out = tmp_path / "o.mp4"
+    proc = run_cli("convert", tmp_path / "missing.mp4", out, *FAST, "--json")
+    assert proc.returncode == 2 and "no such file" in proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["status"] == "failed" and report["exit_code"] == 2 and "missing.mp4" in report["error"]
+    assert report["output"] == str(out) and not out.exists()
+
+
+def test_pt_model_runs_on_onnx_runtime_through_the_onnx_beside_it(tmp_path, clip):
+    """A tuned model (NAME.onnx + NAME.pt) named by its .pt: ONNX Runtime runs the .onnx; a lone .pt is refused in
+    one line that says what runs it."""
+    models = REPO / "streamer" / "models"
+    for suffix in (".onnx", ".pt"):
+        (tmp_path / f"mine{suffix}").write_bytes((models / f"student_live{suffix}").read_bytes())
+    out = tmp_path / "o.mp4"
+    proc = run_cli("convert", clip, out, "--model", tmp_path / "mine.pt", "--backend", "onnxruntime", "--json",
+                   "--max-size", "64", "--preset", "ultrafast")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["model"] == "mine" and out.exists()
+    (tmp_path / "mine.onnx").unlink()
+    out2 = tmp_path / "o2.mp4"
+    proc = run_cli("convert", clip, out2, "--model", tmp_path / "mine.pt", "--backend", "onnxruntime")
+    assert_one_line_error(proc, out2, "mine.pt", "torch backend", "distill export")
+
+
+def test_batch_says_it_leaves_subfolders(tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    cv2.imwrite(str(src / "a.png"), painting()[:64, :64])
+    make_clip(src / "sub" / "b.mp4")
+    proc = run_cli("convert", src, tmp_path / "out", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 subfolder not converted" in proc.stderr and "1 file: 1 converted" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+
+
+def test_web_refuses_a_bad_port_and_a_model_onnx_runtime_cannot_load(tmp_path):
+    proc = run_cli("web", "--port", "99999")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "streamer: error: --port 99999: not a TCP port (0..65535; 0 picks a free one)"], proc.stderr
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x01garbage" * 50)
+    proc = run_cli("web", "--port", "0", "--model", bad, timeout=30)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "cannot load ONNX model" in lines[0], proc.stderr
+    proc = run_cli("web", "--port", "0", "--model", tmp_path / "clip.mp4", timeout=30)
+    assert proc.returncode == 2 and "the page runs student, student-live, student-hq or a .onnx" in proc.stderr
+
+
+def test_bench_names_the_model_no_backend_can_run(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x01garbage" * 50)
+    proc = run_cli("bench", "--quick", "--model", bad)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "no backend can run this model here" in lines[0] and str(bad) in lines[0], lines[0]
