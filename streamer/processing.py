@@ -34,6 +34,9 @@ def processing_size(width: int, height: int, max_size: int | None, info: EngineI
         scale = info.min_side / min(width, height)
         w, h = max(info.min_side, round(width * scale)), max(info.min_side, round(height * scale))
         if max(w, h) > limit:
+            if max_size and max(w, h) <= (info.max_side or 1 << 30):   # the user's limit, not the network's
+                raise InputError(f"--max-size {max_size}: too small for {name} ({width}x{height}); its shorter side "
+                                 f"needs {info.min_side} px, so use at least {max(w, h)}")
             raise InputError(f"{name}: aspect ratio {width}x{height} cannot fit the network "
                              f"({info.min_side}..{limit} px per side)")
     return w, h

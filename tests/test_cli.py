@@ -246,3 +246,10 @@ def test_bench_names_the_model_no_backend_can_run(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert "no backend can run this model here" in lines[0] and str(bad) in lines[0], lines[0]
+
+
+def test_max_size_too_small_for_the_input_names_the_flag(tmp_path, clip):
+    out = tmp_path / "o.mp4"
+    w, h = probe(clip)["width"], probe(clip)["height"]
+    proc = run_cli("convert", clip, out, "--model", "student-live", "--max-size", "16")
+    assert_one_line_error(proc, out, "--max-size 16: too small for", f"{w}x{h}", "use at least")
