@@ -46,6 +46,28 @@ def av_problem(exc: BaseException) -> str:
     return one_line(exc)
 
 
+def unfinished_mp4(path: Path) -> bool:
+    """An MP4/MOV whose top-level boxes hold media data but no index (``moov``): a recording cut off before its
+    writer finalized it. FFmpeg says only "invalid data"; the top-level box headers are read, nothing more."""
+    if path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+        return False
+    kinds, offset, size = set(), 0, path.stat().st_size
+    with path.open("rb") as f:
+        while offset + 8 <= size and len(kinds) < 64:
+            f.seek(offset)
+            head = f.read(16)
+            length, kind = int.from_bytes(head[:4], "big"), head[4:8]
+            if length == 1 and len(head) == 16:          # a 64-bit size follows the type
+                length = int.from_bytes(head[8:16], "big")
+            elif length == 0:                            # the box runs to the end of the file
+                length = size - offset
+            if length < 8 or not kind.isalnum() and kind != b"free":
+                break
+            kinds.add(kind)
+            offset += length
+    return b"ftyp" in kinds and b"mdat" in kinds and b"moov" not in kinds
+
+
 @dataclass
 class Damage:
     """What a damaged file lost, filled in by :meth:`VideoFileSource.frames` (complete once it has ended).
@@ -146,6 +168,10 @@ class VideoFileSource:
         try:
             self._container = av.open(str(self.path), metadata_errors="ignore")
         except av.error.FFmpegError as exc:
+            if unfinished_mp4(self.path):
+                raise InputError(f"{self.path}: an MP4/MOV without its index (moov atom): cut off or never finalized "
+                                 "by its writer, so no frame can be located (a tool such as untrunc rebuilds it "
+                                 "from a good file of the same camera)") from exc
             raise InputError(f"{self.path}: not a readable video ({av_problem(exc)})") from exc
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise InputError(f"{self.path}: cannot open ({one_line(exc)})") from exc

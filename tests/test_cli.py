@@ -67,7 +67,7 @@ def _bad_inputs(tmp, clip):
         ("missing", tmp / "nope.mp4", (), "no such file"),
         ("empty", tmp / "empty.mp4", (), "empty file"),
         ("not a video", tmp / "text.mp4", (), "not a readable video"),
-        ("truncated", tmp / "trunc.mp4", (), "trunc.mp4"),
+        ("truncated", tmp / "trunc.mp4", (), "trunc.mp4: an MP4/MOV without its index (moov atom)"),
         ("corrupt", tmp / "corrupt.mp4", (), "corrupt.mp4"),
         ("unsupported codec", tmp / "unsupported.mp4", (), "unsupported"),
         ("unreadable style", clip, ("--style", str(tmp / "style.jpg")), "style.jpg"),
