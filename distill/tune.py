@@ -60,8 +60,8 @@ from distill.train import (color_layout_loss, image_terms, sample_batch, spectru
                            stylespace_loss, weighted_sum)
 from engines.carried_state import start_afresh
 from engines.student import Student, load_weights, save_checkpoint_weights
-from streamer.errors import InputError
-from streamer.media_files import center_square, check_readable, is_image, read_image
+from streamer.errors import InputError, one_line
+from streamer.media_files import center_square, check_readable, is_image, read_image, same_file
 from streamer.metrics import downscale, foreign_spectral_peak, reinhard_transfer, ssim, style_score
 from streamer.model_registry import resolve_model
 from streamer.sources import VideoFileSource
@@ -190,9 +190,11 @@ def _check_writable(path: Path, overwrite: bool) -> None:
             pass
     except OSError as exc:
         raise InputError(f"{path}: cannot write there ({exc.strerror or exc})") from None
-    for neighbour in (checkpoint_path(path),):
-        if neighbour.is_dir():
-            raise InputError(f"{neighbour}: is a directory (the checkpoint goes there)")
+    ckpt = checkpoint_path(path)
+    if ckpt.is_dir():
+        raise InputError(f"{ckpt}: is a directory (the checkpoint goes there)")
+    if ckpt.exists() and not overwrite:   # the best checkpoint is written there from the first improvement on
+        raise InputError(f"{ckpt}: already exists (the checkpoint beside --out goes there; add -y to replace it)")
 
 
 def _base_weights(spec: str | None) -> Path:
@@ -504,9 +506,18 @@ def validate(options: TuneOptions) -> None:
         raise InputError(f"--max-flicker-rise {options.max_flicker_rise:g}: must be 0 or more")
     if options.crop > EVAL_SIDE:
         raise InputError(f"--crop {options.crop}: at most {EVAL_SIDE} (the teacher's size)")
+    if options.crop % 8 or options.crop < 32:
+        raise InputError(f"--crop {options.crop}: a multiple of 8 from 32 (the student's strides)")
     read_image(resolve_style(options.painting))
     _check_writable(Path(options.out), options.overwrite)
-    _base_weights(options.model)
+    base = _base_weights(options.model)
+    if same_file(base, checkpoint_path(options.out)):
+        raise InputError(f"{base}: is the base (--model) and the checkpoint beside --out; give another --out")
+    try:
+        load_weights(base)
+    except Exception as exc:   # noqa: BLE001 - pickle, zip and key errors alike: not a student's weights
+        why = one_line(exc).split(". ")[0][:100]
+        raise InputError(f"{base}: not student weights ({type(exc).__name__}: {why})") from exc
     _photo_files(options.photos)
     if options.video:
         check_readable(Path(options.video))

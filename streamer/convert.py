@@ -28,7 +28,7 @@ from streamer.errors import EXIT_USAGE, InputError, StreamerError, one_line
 from streamer.pipeline import Frame, Runner, Stats
 from streamer.processing import processing_size, stylize_image
 from streamer.sinks import AtomicOutput, VideoFileSink, write_image
-from streamer.media_files import is_image, is_video, read_image
+from streamer.media_files import is_image, is_video, read_image, same_file
 from streamer.sources import Damage, VideoFileSource
 from streamer.style_sources import FixedStyle
 from streamer.styles import StyleEncoder
@@ -133,15 +133,6 @@ def batch_jobs(input_dir: str | os.PathLike, output_dir: str | os.PathLike) -> l
     if not files:
         raise InputError(f"{src_dir}: no videos or images inside")
     return [(f, dst_dir / (f.name if is_image(f) else f.stem + ".mp4")) for f in files]
-
-
-def same_file(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
 
 
 class Converter:

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from engines.base import Engine
@@ -31,6 +32,7 @@ from streamer.errors import InputError, Interrupted
 from streamer.live_sinks import MultiSink, open_live_sink
 from streamer.live_sources import open_live_source
 from streamer.live_stats import LiveResult, LiveStats
+from streamer.media_files import same_file
 from streamer.pipeline import Runner
 from streamer.style_sources import StyleBank
 from streamer.styles import StyleEncoder
@@ -71,6 +73,9 @@ class LiveOptions(RunOptions):
         if self.duration is not None and self.duration <= 0:
             raise InputError(f"--duration {self.duration}: must be positive")
         check_encoder_options("libx264", self.stream_preset, None, preset_flag="--stream-preset")
+        for sink in self.sinks:   # a recording of a file source over that very file would destroy the source
+            if "://" not in sink and Path(sink).suffix and same_file(sink, self.source):
+                raise InputError(f"{sink}: is the source; refusing to record over it")
         for name, v in (("--width", self.width), ("--height", self.height), ("--fps", self.fps)):
             if v is not None and v <= 0:
                 raise InputError(f"{name} {v}: must be positive")

@@ -91,6 +91,17 @@ def test_source_dispatch_and_bad_sources(tmp_path):
         open_live_source("rtsp://127.0.0.1:1/none")
 
 
+def test_a_recording_over_its_own_source_and_a_stream_without_port_are_refused(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", width=64, height=48, frames=5, fps=30, audio=None)
+    before = clip.read_bytes()
+    proc = run_cli("live", "--source", clip, "--sink", clip, "-y", "--model", "identity", "--duration", "1")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"streamer: error: {clip}: is the source; refusing to record over it"], proc.stderr
+    assert clip.read_bytes() == before
+    proc = run_cli("live", "--source", clip, "--sink", "udp://127.0.0.1", "--model", "identity", "--duration", "1")
+    assert proc.returncode == 2 and "udp://127.0.0.1: no valid port" in proc.stderr, proc.stderr
+
+
 def test_file_source_paces_at_native_rate_and_loops(tmp_path):
     clip = make_clip(tmp_path / "c.mp4", width=64, height=48, frames=15, fps=30, audio=None)
     src = FileLiveSource(clip, loop=True, say=lambda m: None)

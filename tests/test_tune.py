@@ -132,6 +132,26 @@ def test_existing_out_is_kept_without_overwrite(tmp_path):
 
 
 @needs_torch
+def test_existing_checkpoint_and_the_base_weights_are_never_overwritten(tmp_path):
+    """NAME.pt beside --out is written from the first improvement on: an existing one needs -y like NAME.onnx, and
+    the base's own weights (tuning mine/student.pt into mine/student.onnx) are refused even with -y."""
+    out = tmp_path / "tuned.onnx"
+    out.with_suffix(".pt").write_bytes(b"mine")
+    one_line_error(run_cli("tune", PAINTING, "--out", out, timeout=120), "tuned.pt", "already exists")
+    assert out.with_suffix(".pt").read_bytes() == b"mine"
+    base = tmp_path / "student.pt"
+    base.write_bytes((REPO / "streamer" / "models" / "student_live.pt").read_bytes())
+    one_line_error(run_cli("tune", PAINTING, "--out", tmp_path / "student.onnx", "--model", base, "-y", timeout=120),
+                   "is the base")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_text("garbage\n")
+    one_line_error(run_cli("tune", PAINTING, "--out", tmp_path / "g.onnx", "--model", garbage, timeout=120),
+                   "garbage.pt", "not student weights")
+    one_line_error(run_cli("tune", PAINTING, "--out", tmp_path / "c.onnx", "--crop", "13", timeout=120), "--crop 13")
+    assert base.read_bytes() == (REPO / "streamer" / "models" / "student_live.pt").read_bytes()
+
+
+@needs_torch
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_best_checkpoint_and_leaves_nothing_at_out(tmp_path):
     out = tmp_path / "tuned.onnx"
