@@ -12,9 +12,10 @@ import sys
 import traceback
 from pathlib import Path
 
-from distill.data import check_prepared, prepare
+from distill.data import check_prepared, prepare, read_manifest
 from distill.evaluate import evaluate
 from streamer.errors import EXIT_FAILURE, EXIT_SIGINT, EXIT_USAGE, InputError, StreamerError, one_line
+from streamer.media_files import same_file
 
 PROG = "distill"
 
@@ -33,6 +34,7 @@ def _train(a: argparse.Namespace) -> int:
         raise InputError("--data: no cache folder given")
     for part in parts:                      # before torch loads: a bad cache fails at once
         check_prepared(part)
+    check_train_options(a, [read_manifest(part) for part in parts])
     if a.init:
         weights_file(a.init, "--init")
     elif a.arch == "hq":
@@ -49,8 +51,37 @@ def _train(a: argparse.Namespace) -> int:
     return 0
 
 
+def check_train_options(a: argparse.Namespace, manifests: list[dict]) -> None:
+    """Numbers the training loop would fail on deep inside torch or NumPy (or, for --steps, silently write an
+    untrained student for), refused before the run folder is made."""
+    if a.steps < 1:
+        raise InputError(f"--steps {a.steps}: must be at least 1")
+    if a.minutes is not None and not a.minutes > 0:
+        raise InputError(f"--minutes {a.minutes:g}: must be a positive number of minutes")
+    if not a.lr > 0:
+        raise InputError(f"--lr {a.lr:g}: must be positive")
+    pairs = sum(int(m.get("pairs", 0)) for m in manifests)
+    if a.batch < 1 or pairs and a.batch > pairs:
+        raise InputError(f"--batch {a.batch}: must be from 1 to the cache's {pairs} pairs")
+    side = min(int(m.get("side", 384)) for m in manifests)
+    if a.crop % 8 or not 32 <= a.crop <= side:
+        raise InputError(f"--crop {a.crop}: a multiple of 8 from 32 to the cache's {side} px (the student's strides)")
+    if a.device not in ("auto", "cpu", "cuda") and not a.device.startswith("cuda:"):
+        raise InputError(f"--device {a.device}: use auto, cpu or cuda")
+
+
 def _hq_init(a: argparse.Namespace) -> int:
     check_prepared(a.data)
+    if a.frame_moments is not None and not 0 <= a.frame_moments < 1:
+        raise InputError(f"--frame-moments {a.frame_moments:g}: the share of the previous frame's moments, from 0 "
+                         "up to (not including) 1")
+    if a.window < 0:
+        raise InputError(f"--window {a.window}: must be 0 (none) or more pixels")
+    for flag, value in (("--styles", a.styles), ("--photos", a.photos)):
+        if value < 1:
+            raise InputError(f"{flag} {value}: must be at least 1")
+    if a.side % 8 or a.side < 32:
+        raise InputError(f"--side {a.side}: a multiple of 8 from 32")
     from distill.hq_init import hq_init   # torch, see _train
 
     print(json.dumps(hq_init(a.data, a.out, styles=a.styles, photos=a.photos, side=a.side, seed=a.seed,
@@ -60,6 +91,8 @@ def _hq_init(a: argparse.Namespace) -> int:
 
 def _export(a: argparse.Namespace) -> int:
     weights_file(a.weights, "--weights")
+    if same_file(a.weights, a.out):
+        raise InputError(f"{a.out}: is the --weights file; refusing to overwrite it (give another --out)")
     from distill.export_formats import export_format, parse_size   # torch, see _train
 
     fmt = "onnx-fp16" if a.fp16 else a.format
@@ -70,6 +103,10 @@ def _export(a: argparse.Namespace) -> int:
 
 def _eval(a: argparse.Namespace) -> int:
     weights_file(a.model, "--model")
+    if a.pairs < 1:
+        raise InputError(f"--pairs {a.pairs}: must be at least 1")
+    if a.side < 32:
+        raise InputError(f"--side {a.side}: must be at least 32 px")
     report = evaluate(a.model, a.data, content_dir=a.content, styles_dir=a.styles, sheet=a.sheet, side=a.side,
                       max_pairs=a.pairs)
     print(json.dumps(report, indent=1))

@@ -23,6 +23,7 @@ from distill.losses import (EfficientNetFeatures, charbonnier, gradient_loss, pe
                             temporal_loss, texture_energy)
 from engines.student import Student, StudentConfig, build, save_checkpoint_weights, warm_start
 from distill.style_space import StylePredictor
+from streamer.errors import InputError, one_line
 
 STYLESPACE_SIDE = 112   # crops are seen by the style predictor at about the scale eval's 384 -> 256 resize gives
 
@@ -63,7 +64,26 @@ class TrainConfig:
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: this torch ({torch.__version__}) sees no CUDA device; use cpu")
     return torch.device(name)
+
+
+def _load_blob(path: str | Path, what: str) -> dict:
+    """A torch checkpoint, or InputError naming the file: torch's unpickling errors run to a paragraph."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:   # noqa: BLE001 - pickle, zip and EOF errors alike
+        raise InputError(f"{path}: not {what} ({type(exc).__name__}: {one_line(exc).split('. ')[0][:100]})") from exc
+    if not isinstance(blob, dict):
+        raise InputError(f"{path}: not {what}")
+    return blob
+
+
+def _arch_of(blob: dict) -> str:
+    cfg = blob.get("config") or {}
+    return " ".join(f"--{k.replace('_', '-')} {cfg[k]}" for k in ("arch", "c1", "c2", "blocks", "c3", "blocks3")
+                    if k in cfg) or "unknown"
 
 
 def sample_batch(data: PreparedSet, cfg: TrainConfig, rng: np.random.Generator, device: torch.device):
@@ -162,6 +182,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     out = Path(cfg.out)
+    ckpt = out / "last.pt"
+    if cfg.init and not (cfg.resume and ckpt.exists()):
+        init_blob = _load_blob(cfg.init, "student weights (--init)")
+        if not ("state_dict" in init_blob or "model" in init_blob):
+            raise InputError(f"{cfg.init}: not student weights (--init; `distill train` writes student.pt)")
     out.mkdir(parents=True, exist_ok=True)
     data = PreparedSet.load(cfg.data, mmap=False)
     style_images = torch.from_numpy(np.asarray(data.style_images)).permute(0, 3, 1, 2).float().div(255).to(device)
@@ -174,12 +199,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     predictor = StylePredictor().to(device) if cfg.w_stylespace > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     step, rng_state, elapsed_before = 0, None, 0.0
-    ckpt = out / "last.pt"
     if cfg.init and not (cfg.resume and ckpt.exists()):
         warm_start(model, cfg.init)
     if cfg.resume and ckpt.exists():
-        blob = torch.load(ckpt, map_location=device, weights_only=False)
-        model.load_state_dict(blob["model"])
+        blob = _load_blob(ckpt, "a training checkpoint (delete it, or --no-resume)")
+        try:
+            model.load_state_dict(blob["model"])
+        except (KeyError, RuntimeError) as exc:
+            raise InputError(f"{ckpt}: a checkpoint of another network than these options build (its options: "
+                             f"{_arch_of(blob)}); resume with those, or give --no-resume or another --out") from exc
         opt.load_state_dict(blob["opt"])
         step, rng_state, elapsed_before = blob["step"], blob["rng"], blob.get("elapsed", 0.0)
     rng = np.random.default_rng(cfg.seed + step)

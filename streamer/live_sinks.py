@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from fractions import Fraction
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Callable
 
@@ -559,6 +560,12 @@ def open_live_sink(spec: str, *, width: int, height: int, fps: float, overwrite:
     if low == "null":
         return NullSink()
     if low.startswith(("udp://", "srt://")):
+        try:
+            port = urlsplit(spec).port
+        except ValueError:   # not a number, or out of range
+            port = None
+        if port is None:
+            raise InputError(f"{spec}: no valid port (use {low[:3]}://HOST:PORT)")
         return StreamSink(spec, width, height, fps, preset=stream_preset)
     if "://" in spec:
         raise InputError(f"{spec}: unsupported sink URL (use udp://HOST:PORT or srt://HOST:PORT)")

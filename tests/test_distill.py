@@ -144,3 +144,53 @@ def test_distill_cli_bad_folder_is_one_line_exit_2(tmp_path: Path) -> None:
                            "--styles", str(tmp_path), "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "nope" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _distill(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "distill", *map(str, args)], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+
+
+def _one_line(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("distill: error: "), proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (("--steps", "-5"), "--steps -5"), (("--minutes", "-1"), "--minutes -1"), (("--batch", "0"), "--batch 0"),
+    (("--batch", "50"), "--batch 50: must be from 1 to the cache's 10 pairs"), (("--crop", "250"), "--crop 250"),
+    (("--crop", "1000"), "--crop 1000"), (("--crop", "0"), "--crop 0"), (("--lr", "0"), "--lr 0"),
+])
+def test_train_refuses_numbers_it_would_fail_on_before_making_the_run(prepared: Path, tmp_path: Path, extra,
+                                                                       needle) -> None:
+    run = tmp_path / "run"
+    _one_line(_distill("train", "--data", prepared, "--out", run, *extra), needle)
+    assert not run.exists()
+
+
+def test_train_names_a_bad_init_and_a_checkpoint_of_another_network(prepared: Path, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_text("garbage\n")
+    run = tmp_path / "run"
+    _one_line(_distill("train", "--data", prepared, "--out", run, "--init", garbage), str(garbage), "not student weights")
+    assert not run.exists()
+    base = ("train", "--data", prepared, "--out", run, "--steps", "1", "--batch", "2", "--crop", "64", "--quiet")
+    assert _distill(*base).returncode == 0
+    _one_line(_distill(*base, "--c1", "24"), str(run / "last.pt"), "another network", "--c1 16")
+
+
+def test_export_refuses_to_overwrite_its_weights_and_eval_its_counts(prepared: Path, tmp_path: Path) -> None:
+    weights = tmp_path / "student.pt"
+    save_checkpoint_weights(Student(), weights)
+    before = weights.read_bytes()
+    _one_line(_distill("export", "--weights", weights, "--out", weights, "--format", "torchscript"),
+              "is the --weights file")
+    assert weights.read_bytes() == before
+    _one_line(_distill("eval", "--model", weights, "--content", tmp_path, "--styles", tmp_path, "--pairs", "0"),
+              "--pairs 0")
+    _one_line(_distill("hq-init", "--data", prepared, "--out", tmp_path / "hq.pt", "--frame-moments", "1.5"),
+              "--frame-moments 1.5")
+    assert not (tmp_path / "hq.pt").exists()
