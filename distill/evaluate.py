@@ -18,7 +18,7 @@ from distill.teacher import Teacher
 from engines.base import STYLE_DIM
 from engines.carried_state import start_afresh
 from engines.onnxruntime import OnnxRuntimeEngine
-from streamer.errors import InputError, one_line
+from streamer.errors import InputError, brief
 from streamer.media_files import center_square, read_image
 from streamer.metrics import (color_error, downscale, edge_fscore, foreign_spectral_peak, psnr, reinhard_transfer, ssim,
                               style_score, texture_energy)
@@ -42,8 +42,7 @@ class _StudentRunner:
 
                 self._torch = load_weights(self.path)
         except Exception as exc:   # noqa: BLE001 - ONNX Runtime, pickle and key errors alike: not a student
-            why = one_line(exc).split(". ")[0][:100]
-            raise InputError(f"{self.path}: not a student model ({type(exc).__name__}: {why})") from exc
+            raise InputError(f"{self.path}: not a student model ({brief(exc)})") from exc
 
     def __call__(self, rgb: np.ndarray, style: np.ndarray) -> np.ndarray:
         """One still image: a stateful student (the high-quality tier) starts afresh on each."""

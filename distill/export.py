@@ -24,7 +24,7 @@ from engines.carried_state import start_afresh
 from engines.fp16_onnx import convert_to_fp16
 from engines.onnxruntime import make_session
 from engines.student import STYLE_DIM, load_weights
-from streamer.errors import InputError, one_line
+from streamer.errors import InputError, brief
 
 OPSET = 17
 
@@ -35,8 +35,7 @@ def export(weights: str, out: str, fp16: bool = False, check_tolerance: float = 
     try:
         model = load_weights(weights)
     except Exception as exc:   # noqa: BLE001 - pickle, zip and key errors alike: not a student's weights
-        why = one_line(exc).split(". ")[0][:100]         # torch's unpickling errors run to a paragraph
-        raise InputError(f"{weights}: not student weights ({type(exc).__name__}: {why})") from exc
+        raise InputError(f"{weights}: not student weights ({brief(exc)})") from exc
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     frame, style = torch.rand(1, 3, 64, 96), torch.rand(1, STYLE_DIM)

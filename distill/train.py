@@ -23,7 +23,7 @@ from distill.losses import (EfficientNetFeatures, charbonnier, gradient_loss, pe
                             temporal_loss, texture_energy)
 from engines.student import Student, StudentConfig, build, save_checkpoint_weights, warm_start
 from distill.style_space import StylePredictor
-from streamer.errors import InputError, one_line
+from streamer.errors import InputError, brief
 
 STYLESPACE_SIDE = 112   # crops are seen by the style predictor at about the scale eval's 384 -> 256 resize gives
 
@@ -74,7 +74,7 @@ def _load_blob(path: str | Path, what: str) -> dict:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:   # noqa: BLE001 - pickle, zip and EOF errors alike
-        raise InputError(f"{path}: not {what} ({type(exc).__name__}: {one_line(exc).split('. ')[0][:100]})") from exc
+        raise InputError(f"{path}: not {what} ({brief(exc)})") from exc
     if not isinstance(blob, dict):
         raise InputError(f"{path}: not {what}")
     return blob

@@ -60,7 +60,7 @@ from distill.train import (color_layout_loss, image_terms, sample_batch, spectru
                            stylespace_loss, weighted_sum)
 from engines.carried_state import start_afresh
 from engines.student import Student, load_weights, save_checkpoint_weights
-from streamer.errors import InputError, one_line
+from streamer.errors import InputError, brief
 from streamer.media_files import center_square, check_readable, is_image, read_image, same_file
 from streamer.metrics import downscale, foreign_spectral_peak, reinhard_transfer, ssim, style_score
 from streamer.model_registry import resolve_model
@@ -516,8 +516,7 @@ def validate(options: TuneOptions) -> None:
     try:
         load_weights(base)
     except Exception as exc:   # noqa: BLE001 - pickle, zip and key errors alike: not a student's weights
-        why = one_line(exc).split(". ")[0][:100]
-        raise InputError(f"{base}: not student weights ({type(exc).__name__}: {why})") from exc
+        raise InputError(f"{base}: not student weights ({brief(exc)})") from exc
     _photo_files(options.photos)
     if options.video:
         check_readable(Path(options.video))

@@ -7,6 +7,14 @@ from __future__ import annotations
 
 from engines.base import one_line  # noqa: F401 - the one definition, re-exported for streamer's modules
 
+
+
+def brief(exc: BaseException) -> str:
+    """``Type: first sentence`` of a library's exception, for a one-line error about a file it could not load: torch's
+    unpickling errors, for one, run to a paragraph."""
+    return f"{type(exc).__name__}: {one_line(exc).split('. ')[0][:100]}"
+
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2          # bad input, bad option, unusable output location

@@ -191,8 +191,8 @@ def summarize(results: list[ConvertResult], args, *, nodes: bool = False) -> int
                           "files": files}))
     elif not args.quiet:
         with_warning = f" ({len(damaged)} damaged)" if damaged else ""
-        print(f"{len(results)} file{'s' * (len(results) != 1)}: {counts['ok']} converted{with_warning}, {counts['skipped']} skipped, "
-              f"{counts['failed']} failed")
+        print(f"{len(results)} file{'s' * (len(results) != 1)}: {counts['ok']} converted{with_warning}, "
+              f"{counts['skipped']} skipped, {counts['failed']} failed")
         for r in damaged:
             print(f"damaged {r.warnings[0] if r.warnings else r.input}")
         stopped = [r for r in results if r.status == "not_attempted"]

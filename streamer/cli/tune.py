@@ -38,7 +38,8 @@ def register(sub) -> None:
     p.add_argument("--pairs", type=int, default=None, help="at most this many teacher pairs (default 96)")
     p.add_argument("--crop", type=int, default=None, help="training crop side in pixels (default 192)")
     p.add_argument("--batch", type=int, default=None, help="crops per step (default 8)")
-    p.add_argument("--holdout", type=int, default=None, help="photos held out for the score (default 6; at least one is always left to train on)")
+    p.add_argument("--holdout", type=int, default=None,
+                   help="photos held out for the score (default 6; at least one is always left to train on)")
     p.add_argument("--lr", type=float, default=None, help="learning rate of the style MLP (default 0.001)")
     p.add_argument("--max-flicker-rise", type=float, default=None, metavar="F",
                    help="keep only checkpoints that flicker at most this fraction more than the base on the held-out "
