@@ -31,6 +31,8 @@ def resolve_style(spec: str) -> Path:
     """A path to an image, or the name of a bundled style."""
     path = Path(spec)
     if path.suffix.lower() in IMAGE_EXTENSIONS or os.sep in spec or path.exists():
+        if path.is_dir():
+            raise InputError(f"{spec}: a folder, not a style image")
         if not path.is_file():
             raise InputError(f"{spec}: style image not found")
         return path

@@ -503,3 +503,9 @@ def test_udp_source_that_stops_without_reconnect_ends_cleanly_with_the_reason(tm
     assert f"udp://127.0.0.1:{port}: no data for 2 s; stopping (use --reconnect to wait for it to come back)" in err
     assert "Traceback" not in err
     assert ended_after < 2.0 + 2.5, f"the run ended {ended_after:.1f} s after the source stopped"
+
+
+def test_a_styles_list_that_names_nothing_is_refused():
+    proc = run_cli("live", "--source", "nope.mp4", "--sink", "null", "--styles", ",")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "streamer: error: --styles ',': no style named (comma-separated names or image paths)"], proc.stderr

@@ -148,6 +148,7 @@ def test_existing_checkpoint_and_the_base_weights_are_never_overwritten(tmp_path
     one_line_error(run_cli("tune", PAINTING, "--out", tmp_path / "g.onnx", "--model", garbage, timeout=120),
                    "garbage.pt", "not student weights")
     one_line_error(run_cli("tune", PAINTING, "--out", tmp_path / "c.onnx", "--crop", "13", timeout=120), "--crop 13")
+    one_line_error(run_cli("tune", tmp_path, "--out", tmp_path / "d.onnx", timeout=120), "a folder, not a style image")
     assert base.read_bytes() == (REPO / "streamer" / "models" / "student_live.pt").read_bytes()
 
 

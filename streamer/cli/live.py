@@ -5,6 +5,7 @@ import json
 import sys
 
 from streamer.cli.options import add_report_flags, add_run_flags, run_options
+from streamer.errors import InputError
 from streamer.live import LiveOptions, LiveSession
 
 
@@ -35,6 +36,8 @@ def register(sub) -> None:
 
 def options_from_args(args) -> LiveOptions:
     styles = [s.strip() for s in (args.styles or "").split(",") if s.strip()]
+    if args.styles and not styles:
+        raise InputError(f"--styles {args.styles!r}: no style named (comma-separated names or image paths)")
     return LiveOptions(**run_options(args), source=args.source, sinks=args.sink or ["window"], styles=styles,
                        width=args.width, height=args.height, fps=args.fps, loop=args.loop, reconnect=args.reconnect,
                        overwrite=args.overwrite, duration=args.duration, stream_preset=args.stream_preset)
