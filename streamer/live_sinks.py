@@ -39,7 +39,7 @@ from streamer.errors import InputError, PipelineError, one_line
 from streamer.live_sources import LIVE_TIME_BASE
 from streamer.pipeline import Frame
 from streamer.media_files import is_video
-from streamer.sinks import AtomicOutput, VideoFileSink
+from streamer.sinks import VideoFileSink, check_output
 from streamer.sources import av_problem
 
 MODPROBE_HINT = "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=streamer"
@@ -47,6 +47,9 @@ KEYS = {"n": "next", "p": "prev", "+": "stronger", "=": "stronger", "-": "weaker
         "s": "smooth", "q": "quit", "\x1b": "quit"}
 TS_PACKET = 1316      # 7 x 188-byte MPEG-TS packets per UDP datagram (fits any MTU)
 DISK_RESERVE = 512 << 10   # free bytes a recording keeps beyond its buffered data, pending frames and index
+# A recording's MP4 survives a kill: its index up front, a fragment from each keyframe on (RecordSink)
+FRAGMENTED_MP4 = "frag_keyframe+empty_moov+default_base_moof"
+KEYFRAME_S = 2.0           # ...and a keyframe every 2 s: a kill loses at most about that much
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:
@@ -402,10 +405,14 @@ class StreamSink:
 
 # --- recording ----------------------------------------------------------------------------------
 class RecordSink:
-    """Records the stylized stream to a video file (written beside it, renamed into place when it ends).
+    """Records the stylized stream to a video file, written in place as it goes, as OBS does.
 
-    Unlike a file conversion, a stop (Ctrl-C, q) is the normal end of a recording: ``abort()``
-    finalizes what was recorded; only a recording with no frames is removed.  A disk that fills is
+    Unlike a file conversion, whose output appears only once complete, a recording is worth having in part: a
+    process that is killed outright (SIGKILL, a power cut) cannot finalize it, so it is written to survive that. An
+    MP4/MOV is fragmented (an index up front, a fragment per keyframe, a keyframe every ``KEYFRAME_S`` seconds), and
+    Matroska and MPEG-TS need no final index; what was written up to the last fragment plays.
+    A stop (Ctrl-C, q) is the normal end of a recording: ``abort()`` finalizes what was recorded (or, where that
+    fails, keeps what the fragments hold); a recording with no frames leaves no file.  A disk that fills is
     the same kind of end: the free space is checked before each frame and the recording is finalized
     while there is still room for the encoder's pending frames and the index (an MP4's moov).  Once a
     write has failed with ENOSPC the muxer cannot write a trailer any more, so waiting for it would lose
@@ -421,12 +428,17 @@ class RecordSink:
         if not is_video(self.path):
             raise InputError(f"{path}: not a sink: use window, virtualcam, null, udp://HOST:PORT, srt://..., "
                              "or a video file name (.mp4, .mkv, .ts, ...)")
-        self._atomic = AtomicOutput(self.path, overwrite=overwrite)
+        check_output(self.path, overwrite)
         self.width, self.height = even_size(width, height)
         rate = Fraction(fps if fps and fps > 0 else 30).limit_denominator(1001)
-        self._sink = VideoFileSink(self._atomic.temp, width=self.width, height=self.height, time_base=LIVE_TIME_BASE,
+        # every packet handed to the file at once (one write a frame), not held in FFmpeg's 32 KiB buffer
+        durable = {"flush_packets": "1"}
+        if self.path.suffix.lower() in (".mp4", ".m4v", ".mov"):
+            durable["movflags"] = FRAGMENTED_MP4
+        self._sink = VideoFileSink(self.path, width=self.width, height=self.height, time_base=LIVE_TIME_BASE,
                                    rate=rate, codec=codec, crf=crf, preset=preset, label=str(path),
-                                   codec_fallback=True)
+                                   codec_fallback=True, container_options=durable,
+                                   gop=max(1, round(KEYFRAME_S * float(rate))))
         self._lock = threading.Lock()
         self._done = False
         self.frames = 0
@@ -443,10 +455,10 @@ class RecordSink:
         """Finalize and stop before the disk is full (see the class docstring)."""
         if not self.frames:
             return
-        temp, muxed = self._atomic.temp, self._sink.bytes
+        muxed = self._sink.bytes
         try:
-            free = (st := os.statvfs(temp.parent)).f_bavail * st.f_frsize
-            on_disk = temp.stat().st_size
+            free = (st := os.statvfs(self.path.parent)).f_bavail * st.f_frsize
+            on_disk = self.path.stat().st_size
         except OSError:
             return
         buffered = max(0, muxed - on_disk)                  # the muxer writes in blocks of up to 256 KiB
@@ -462,23 +474,18 @@ class RecordSink:
             if self._done:
                 return
             self._done = True
-            try:
-                if self.frames:
-                    self._sink.finish()
-                    self._atomic.commit()
-                else:
-                    self._sink.abort()
-            finally:
-                self._atomic.discard()
+            if self.frames:
+                self._sink.finish()
+            else:
+                self._sink.abort()
 
     def abort(self) -> None:
         try:
             self.finish()
-        except Exception:   # noqa: BLE001 - an encoder that failed: nothing worth keeping
+        except Exception:   # noqa: BLE001 - it could not be finalized: keep what its fragments hold, as after a kill
             with self._lock:
                 self._done = True
-            self._sink.abort()
-            self._atomic.discard()
+            self._sink.abort(keep_file=self.frames > 0)
 
 
 # --- several at once ------------------------------------------------------------------------------

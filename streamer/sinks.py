@@ -53,6 +53,21 @@ def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def check_output(final: Path, overwrite: bool) -> None:
+    """InputError naming ``final`` where no output can be written there, or one exists and ``overwrite`` is off."""
+    parent = final.parent
+    if not parent.exists():
+        raise InputError(f"{final}: output directory {parent} does not exist")
+    if not parent.is_dir():
+        raise InputError(f"{final}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{final}: output directory {parent} is not writable")
+    if final.is_dir():
+        raise InputError(f"{final}: is a directory")
+    if final.exists() and not overwrite:
+        raise InputError(f"{final}: already exists (use -y to overwrite)")
+
+
 class AtomicOutput:
     """A temp path beside ``final``; ``commit()`` renames it into place, ``discard()`` removes it."""
 
@@ -60,16 +75,7 @@ class AtomicOutput:
         self.final = Path(final)
         self.overwrite = overwrite
         parent = self.final.parent
-        if not parent.exists():
-            raise InputError(f"{self.final}: output directory {parent} does not exist")
-        if not parent.is_dir():
-            raise InputError(f"{self.final}: {parent} is not a directory")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise InputError(f"{self.final}: output directory {parent} is not writable")
-        if self.final.is_dir():
-            raise InputError(f"{self.final}: is a directory")
-        if self.final.exists() and not overwrite:
-            raise InputError(f"{self.final}: already exists (use -y to overwrite)")
+        check_output(self.final, overwrite)
         remove_stale_temps(parent)
         self.temp = parent / f".{self.final.stem}{TEMP_MARK}{os.getpid()}{self.final.suffix}"
 
@@ -421,8 +427,10 @@ class VideoFileSink:
     def __init__(self, path: Path, *, width: int, height: int, time_base: Fraction, rate: Fraction,
                  codec: str = "libx264", crf: int | None = 18, preset: str | None = "veryfast",
                  audio_from: Path | None = None, label: str | None = None, threads: int = 0,
-                 codec_fallback: bool = False, colour: ColourTags | None = None) -> None:
+                 codec_fallback: bool = False, colour: ColourTags | None = None,
+                 container_options: dict[str, str] | None = None, gop: int | None = None) -> None:
         self.path, self.width, self.height = Path(path), width, height
+        self.container_options, self.gop = container_options or {}, gop
         self.time_base, self.rate = time_base, rate
         self.codec, self.crf, self.preset = codec, crf, preset
         self.audio_from, self.threads = audio_from, threads
@@ -439,7 +447,7 @@ class VideoFileSink:
 
     def _open(self, first: Frame) -> None:
         try:
-            self._out = av.open(str(self.path), "w")
+            self._out = av.open(str(self.path), "w", options=self.container_options)
         except (av.error.FFmpegError, OSError) as exc:
             raise InputError(f"{self.label}: cannot create output ({av_problem(exc)})") from exc
         try:
@@ -468,6 +476,8 @@ class VideoFileSink:
         s.codec_context.time_base = self.time_base
         s.thread_type = "AUTO"
         s.thread_count = self.threads
+        if self.gop:
+            s.codec_context.gop_size = self.gop
         self.colour = c = output_colour(self.colour_in, s.pix_fmt)
         ctx = s.codec_context
         ctx.color_primaries, ctx.color_trc, ctx.colorspace, ctx.color_range = c.primaries, c.transfer, c.matrix, c.range
@@ -534,11 +544,13 @@ class VideoFileSink:
         if out is not None:
             out.close()
 
-    def abort(self) -> None:
+    def abort(self, keep_file: bool = False) -> None:
         try:
             self._close()
-        except Exception:     # noqa: BLE001 - the file is discarded anyway
+        except Exception:     # noqa: BLE001 - the file is discarded anyway (or kept as it is)
             pass
+        if keep_file:
+            return
         try:
             self.path.unlink()
         except OSError:

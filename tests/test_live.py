@@ -509,3 +509,27 @@ def test_a_styles_list_that_names_nothing_is_refused():
     proc = run_cli("live", "--source", "nope.mp4", "--sink", "null", "--styles", ",")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         "streamer: error: --styles ',': no style named (comma-separated names or image paths)"], proc.stderr
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_a_recording_survives_a_kill(tmp_path, ext):
+    """SIGKILL (or a power cut) leaves no chance to finalize: the recording is written so that what its fragments
+    hold plays anyway, under its own name, not in a temp file that the next run would delete."""
+    clip = make_clip(tmp_path / "c.mp4", width=64, height=48, frames=30, fps=30, audio=None)
+    out = tmp_path / f"rec{ext}"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "streamer", "live", "--source", str(clip), "--loop", "--sink",
+                             str(out), "--model", "identity", "--smooth", "off", "-q"], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (out.exists() and out.stat().st_size > 4000):   # a few seconds in
+            time.sleep(0.2)
+        time.sleep(2.5)                      # past the next keyframe (every 2 s)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    frames = decode_all(out)
+    assert len(frames) >= 60, len(frames)                     # at least one whole 2-s fragment
+    assert not [p for p in tmp_path.iterdir() if "streamer-tmp" in p.name]
