@@ -89,7 +89,7 @@ def _arch_of(blob: dict) -> str:
 def sample_batch(data: PreparedSet, cfg: TrainConfig, rng: np.random.Generator, device: torch.device):
     """Random pairs, random aligned crops of content and teacher target, random flips."""
     n, side = data.content.shape[0], data.content.shape[1]
-    idx = np.sort(rng.choice(n, cfg.batch, replace=False))
+    idx = np.sort(rng.choice(n, cfg.batch, replace=cfg.batch > n))   # a cache smaller than a batch repeats pairs
     c, t = [], []
     for i in idx:
         y, x = rng.integers(0, side - cfg.crop + 1, 2)

@@ -161,7 +161,7 @@ def _one_line(proc: subprocess.CompletedProcess, *needles: str) -> None:
 
 @pytest.mark.parametrize("extra, needle", [
     (("--steps", "-5"), "--steps -5"), (("--minutes", "-1"), "--minutes -1"), (("--batch", "0"), "--batch 0"),
-    (("--batch", "50"), "--batch 50: must be from 1 to the cache's 10 pairs"), (("--crop", "250"), "--crop 250"),
+    (("--crop", "250"), "--crop 250"),
     (("--crop", "1000"), "--crop 1000"), (("--crop", "0"), "--crop 0"), (("--lr", "0"), "--lr 0"),
 ])
 def test_train_refuses_numbers_it_would_fail_on_before_making_the_run(prepared: Path, tmp_path: Path, extra,
@@ -177,7 +177,7 @@ def test_train_names_a_bad_init_and_a_checkpoint_of_another_network(prepared: Pa
     run = tmp_path / "run"
     _one_line(_distill("train", "--data", prepared, "--out", run, "--init", garbage), str(garbage), "not student weights")
     assert not run.exists()
-    base = ("train", "--data", prepared, "--out", run, "--steps", "1", "--batch", "2", "--crop", "64", "--quiet")
+    base = ("train", "--data", prepared, "--out", run, "--steps", "1", "--batch", "16", "--crop", "64", "--quiet")
     assert _distill(*base).returncode == 0
     _one_line(_distill(*base, "--c1", "24"), str(run / "last.pt"), "another network", "--c1 16")
 
