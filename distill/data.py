@@ -178,10 +178,6 @@ def prepare(content_dir: str, styles_dir: str, out_dir: str, *, pairs: int = 200
     photos, paintings = list_images(content_dir), list_images(styles_dir)
     n_content = holdout_count(len(photos), holdout_content, HOLDOUT_CONTENT, content_dir, "--holdout-content")
     n_styles = holdout_count(len(paintings), holdout_styles, HOLDOUT_STYLES, styles_dir, "--holdout-styles")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot create the cache folder ({(exc.strerror or one_line(exc)).lower()})") from exc
     # the held-out split has its own seed, so caches made with different sampling seeds hold out the same files
     contents, held_contents = split_holdout(photos, n_content, split_seed)
     styles, held_styles = split_holdout(paintings, n_styles, split_seed + 1)
@@ -204,6 +200,10 @@ def prepare(content_dir: str, styles_dir: str, out_dir: str, *, pairs: int = 200
     photo_step = 1 if photo_styles > 0.1 else 4
     photo_vectors = [teacher.style_vector(random_crop(c, STYLE_SIDE, rng, 0.5)) for c in content_rgbs[::photo_step]]
 
+    try:   # only now: every image has been read, so an unreadable one leaves no empty cache folder behind
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the cache folder ({(exc.strerror or one_line(exc)).lower()})") from exc
     content = np.lib.format.open_memmap(out / "content.npy", "w+", np.uint8, (pairs, side, side, 3))
     target = np.lib.format.open_memmap(out / "target.npy", "w+", np.uint8, (pairs, side, side, 3))
     style = np.zeros((pairs, 100), np.float32)

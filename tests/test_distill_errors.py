@@ -122,6 +122,7 @@ def test_prepare_names_the_folder_or_file_and_the_problem(case, folders, tmp_pat
     r = distill("prepare", "--content", content, "--styles", folders["paintings"], "--out", tmp_path / "c",
                 "--pairs", 2, "--threads", 2, "--quiet")
     one_error_line(r, *expect)
+    assert not (tmp_path / "c").exists()     # no empty cache folder left behind
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any folder: an unreadable one cannot be made")
