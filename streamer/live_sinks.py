@@ -38,7 +38,7 @@ import numpy as np
 from streamer.errors import InputError, PipelineError, one_line
 from streamer.live_sources import LIVE_TIME_BASE
 from streamer.pipeline import Frame
-from streamer.media_files import is_video
+from streamer.media_files import MP4_EXTENSIONS, is_video
 from streamer.sinks import VideoFileSink, check_output
 from streamer.sources import av_problem
 
@@ -433,7 +433,7 @@ class RecordSink:
         rate = Fraction(fps if fps and fps > 0 else 30).limit_denominator(1001)
         # every packet handed to the file at once (one write a frame), not held in FFmpeg's 32 KiB buffer
         durable = {"flush_packets": "1"}
-        if self.path.suffix.lower() in (".mp4", ".m4v", ".mov"):
+        if self.path.suffix.lower() in MP4_EXTENSIONS:
             durable["movflags"] = FRAGMENTED_MP4
         self._sink = VideoFileSink(self.path, width=self.width, height=self.height, time_base=LIVE_TIME_BASE,
                                    rate=rate, codec=codec, crf=crf, preset=preset, label=str(path),

@@ -15,6 +15,7 @@ import numpy as np
 from streamer.errors import InputError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+MP4_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov"})   # the ISO base media family: its index is a box (moov)
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts",
                               ".m2ts", ".flv", ".wmv", ".3gp", ".ogv", ".gif", ".y4m"})
 

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from streamer.errors import InputError, one_line
-from streamer.media_files import check_readable
+from streamer.media_files import MP4_EXTENSIONS, check_readable
 from streamer.pipeline import Frame
 
 
@@ -49,7 +49,7 @@ def av_problem(exc: BaseException) -> str:
 def unfinished_mp4(path: Path) -> bool:
     """An MP4/MOV whose top-level boxes hold media data but no index (``moov``): a recording cut off before its
     writer finalized it. FFmpeg says only "invalid data"; the top-level box headers are read, nothing more."""
-    if path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+    if path.suffix.lower() not in MP4_EXTENSIONS:
         return False
     kinds, offset, size = set(), 0, path.stat().st_size
     with path.open("rb") as f:
@@ -61,7 +61,7 @@ def unfinished_mp4(path: Path) -> bool:
                 length = int.from_bytes(head[8:16], "big")
             elif length == 0:                            # the box runs to the end of the file
                 length = size - offset
-            if length < 8 or not kind.isalnum() and kind != b"free":
+            if length < 8 or not kind.isalnum():
                 break
             kinds.add(kind)
             offset += length
