@@ -106,7 +106,8 @@ class TuneOptions:
     style_fraction: float = 0.4       # auto: the share of the training time spent on the style MLP alone
     pairs: int = 96                   # at most this many teacher pairs...
     pairs_fraction: float = 0.2       # ...made within this share of the budget (at least `batch`)
-    holdout: int = 6                  # photos kept out of training for the score (bundled: 6 of 24)
+    holdout: int | None = None        # photos kept out of training for the score; None: DEFAULT_HOLDOUT, fewer when
+                                      # the folder is small (one photo always trains); a number given must fit
     video_frames: int = 8             # frames taken from `video`, evenly spaced
     crop: int = 192                   # training crop side (pairs are 384x384, the teacher's size)
     batch: int = 8
@@ -217,9 +218,12 @@ def _photo_files(folder: str | None) -> list[Path]:
     return files
 
 
-def _split(files: list[Path], holdout: int) -> tuple[list[Path], list[Path]]:
+DEFAULT_HOLDOUT = 6   # the bundled photos: 6 of 24
+
+
+def _split(files: list[Path], holdout: int | None) -> tuple[list[Path], list[Path]]:
     """Every k-th photo (sorted by name) held out: deterministic and spread over the set; at least one each side."""
-    k = max(1, min(holdout, len(files) - 1))
+    k = max(1, min(DEFAULT_HOLDOUT if holdout is None else holdout, len(files) - 1))
     held_idx = set(np.linspace(0, len(files) - 1, k + 2)[1:-1].round().astype(int).tolist()) if k < len(files) else set()
     held = [f for i, f in enumerate(files) if i in held_idx]
     return [f for f in files if f not in held], held
@@ -500,7 +504,7 @@ def validate(options: TuneOptions) -> None:
     if options.scope not in SCOPES:
         raise InputError(f"{options.scope}: unknown scope; use one of {', '.join(SCOPES)}")
     for name in ("pairs", "batch", "crop", "holdout", "video_frames"):
-        if getattr(options, name) < 1:
+        if getattr(options, name) is not None and getattr(options, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} {getattr(options, name)}: must be at least 1")
     if not options.max_flicker_rise >= 0:
         raise InputError(f"--max-flicker-rise {options.max_flicker_rise:g}: must be 0 or more")
@@ -517,7 +521,11 @@ def validate(options: TuneOptions) -> None:
         load_weights(base)
     except Exception as exc:   # noqa: BLE001 - pickle, zip and key errors alike: not a student's weights
         raise InputError(f"{base}: not student weights ({brief(exc)})") from exc
-    _photo_files(options.photos)
+    photos = _photo_files(options.photos)
+    if options.holdout is not None and options.holdout >= len(photos):
+        raise InputError(f"--holdout {options.holdout}: {options.photos if options.photos else 'the bundled photos'} "
+                         f"has {len(photos)} photos and one must be left to train on; hold out at most "
+                         f"{len(photos) - 1}")
     if options.video:
         check_readable(Path(options.video))
         VideoFileSource(options.video).close()

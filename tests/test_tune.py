@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import onnx
 import pytest
 
@@ -92,7 +93,7 @@ def test_tiny_tune_improves_its_objective_and_writes_an_onnx_that_convert_runs(t
 
 @needs_torch
 @pytest.mark.parametrize("case", ["missing painting", "unreadable image", "zero minutes", "unwritable out",
-                                  "out not onnx", "model without weights"])
+                                  "out not onnx", "model without weights", "holdout of every photo"])
 def test_bad_inputs_are_one_line_errors_before_any_work(tmp_path, case):
     out = tmp_path / "tuned.onnx"
     args, needles = [PAINTING, "--out", out], []
@@ -113,6 +114,13 @@ def test_bad_inputs_are_one_line_errors_before_any_work(tmp_path, case):
     elif case == "out not onnx":
         out = tmp_path / "tuned.mp4"
         args[2], needles = out, [".onnx"]
+    elif case == "holdout of every photo":
+        photos = tmp_path / "photos"
+        photos.mkdir()
+        for i in range(3):
+            cv2.imwrite(str(photos / f"p{i}.png"), np.full((64, 64, 3), 40 * i, np.uint8))
+        args += ["--photos", photos, "--holdout", "3"]
+        needles = ["--holdout 3", "3 photos", "at most 2"]
     else:
         args += ["--model", "teacher"]
         needles = ["teacher"]
