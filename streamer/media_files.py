@@ -51,11 +51,18 @@ def check_readable(path: Path) -> None:
         raise InputError(f"{path}: empty file (0 bytes)")
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Any image as HxWx3 uint8 RGB, or InputError naming the file."""
     path = Path(path)
     check_readable(path)
-    img = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR)
+    data = np.fromfile(str(path), np.uint8)
+    # a PNG cut short: said here, because libpng would print its own line to stderr before OpenCV gives up
+    if data[:8].tobytes() == PNG_SIGNATURE and b"IEND" not in data.tobytes():
+        raise InputError(f"{path}: a PNG cut short (no end chunk): the file is incomplete")
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
         raise InputError(f"{path}: not an image, or corrupt")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

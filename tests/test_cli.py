@@ -62,6 +62,8 @@ def _bad_inputs(tmp, clip):
     (tmp / "unsupported.mp4").write_bytes(data.replace(b"avc1", b"zzz1"))   # unknown sample entry fourcc
     (tmp / "style.jpg").write_text("not an image")
     cv2.imwrite(str(tmp / "tiny.png"), painting()[:16, :16])
+    cv2.imwrite(str(tmp / "whole.png"), painting())
+    (tmp / "cut.png").write_bytes((tmp / "whole.png").read_bytes()[:3000])   # libpng would add its own stderr line
     (tmp / "afile").write_text("x")
     return [
         ("missing", tmp / "nope.mp4", (), "no such file"),
@@ -73,10 +75,12 @@ def _bad_inputs(tmp, clip):
         ("unreadable style", clip, ("--style", str(tmp / "style.jpg")), "style.jpg"),
         ("missing style", clip, ("--style", "no_such_style"), "no_such_style"),
         ("tiny image", tmp / "tiny.png", (), "smaller than the network needs"),
+        ("truncated png style", clip, ("--style", str(tmp / "cut.png")), "cut.png: a PNG cut short"),
+        ("truncated png input", tmp / "cut.png", (), "cut.png: a PNG cut short"),
     ]
 
 
-@pytest.mark.parametrize("case", range(9))
+@pytest.mark.parametrize("case", range(11))
 def test_bad_input_one_line_exit_2(tmp_path, clip, case):
     name, src, extra, text = _bad_inputs(tmp_path, clip)[case]
     out = tmp_path / "outdir" / ("out.png" if src.suffix == ".png" else "out.mp4")
