@@ -81,10 +81,14 @@ def _hq_init(a: argparse.Namespace) -> int:
             raise InputError(f"{flag} {value}: must be at least 1")
     if a.side % 8 or a.side < 32:
         raise InputError(f"--side {a.side}: a multiple of 8 from 32")
+    if not 1 <= a.blocks <= 5:
+        raise InputError(f"--blocks {a.blocks}: from 1 to the teacher's 5")
+    if a.kernel not in (1, 3, 5, 7, 9):
+        raise InputError(f"--kernel {a.kernel}: an odd size from 1 to the teacher's 9")
     from distill.hq_init import hq_init   # torch, see _train
 
     print(json.dumps(hq_init(a.data, a.out, styles=a.styles, photos=a.photos, side=a.side, seed=a.seed,
-                             window=a.window, keep=a.frame_moments)))
+                             window=a.window, keep=a.frame_moments, blocks=a.blocks, kernel=a.kernel)))
     return 0
 
 
@@ -198,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--frame-moments", type=float, default=None, metavar="KEEP",
                    help="the teacher's whole-frame moments carried over time instead: each frame normalized by KEEP "
                         "x the previous frame's moments + (1 - KEEP) x its own (the shipped tier: 0.98)")
+    h.add_argument("--blocks", type=int, default=5, help="residual blocks kept of the teacher's 5 (spread evenly): "
+                   "a pruned start for a cheaper student, which `distill train` then repairs")
+    h.add_argument("--kernel", type=int, default=9, help="the outer convs' kernel: the centre of the teacher's 9x9")
     h.set_defaults(func=_hq_init)
 
     e = command("export", help="student weights -> ONNX, TorchScript or TFLite (frame, style -> stylized), checked "

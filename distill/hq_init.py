@@ -38,28 +38,51 @@ def teacher_weights() -> dict[str, np.ndarray]:
 
 def norm_layers(model: StudentHQ) -> list[str]:
     """The teacher's names for the student's StyleNorms, in `model.norms()` order."""
-    names = [f"residual/residual{i + 1}/conv{j}" for i in range(len(model.residual)) for j in (1, 2)]
+    names = [f"residual/residual{i + 1}/conv{j}" for i in kept_blocks(len(model.residual)) for j in (1, 2)]
     return names + [f"expand/conv{k}/conv" for k in (1, 2, 3)]
 
 
-def from_teacher(window: int = 0, keep: float | None = None) -> StudentHQ:
+TEACHER_BLOCKS, TEACHER_KERNEL = 5, 9
+
+
+def kept_blocks(blocks: int) -> list[int]:
+    """Which of the teacher's residual blocks a pruned student keeps: spread evenly, first and last included."""
+    return np.linspace(0, TEACHER_BLOCKS - 1, blocks).round().astype(int).tolist() if blocks > 1 else [0]
+
+
+def _crop_kernel(w: np.ndarray, kernel: int) -> np.ndarray:
+    """The centre kernel x kernel taps of a 9x9 conv, rescaled per output channel so that a flat input gives what
+    it gave (the part of the response distillation would otherwise have to relearn first), within 2x either way."""
+    c = (w.shape[-1] - kernel) // 2
+    crop = w[..., c:c + kernel, c:c + kernel]
+    full, part = w.sum(axis=(1, 2, 3), keepdims=True), crop.sum(axis=(1, 2, 3), keepdims=True)
+    usable = np.abs(part) > 1e-3 * np.abs(w).sum(axis=(1, 2, 3), keepdims=True)
+    return crop * np.where(usable, np.clip(full / np.where(usable, part, 1), 0.5, 2.0), 1.0)
+
+
+def from_teacher(window: int = 0, keep: float | None = None, blocks: int = TEACHER_BLOCKS,
+                 kernel: int = TEACHER_KERNEL) -> StudentHQ:
     """A StudentHQ holding the teacher's weights; its moment predictors are still zero (see `fit_moments`), or with
     `window` it measures the moments locally and needs none, or with `keep` it carries whole-frame moments over
-    time (engines/student_hq.py)."""
+    time (engines/student_hq.py). Fewer `blocks` or a smaller outer `kernel` prune it: a start for a cheaper
+    student that distillation then repairs (`kept_blocks`, `_crop_kernel`)."""
     w = teacher_weights()
     eps = float(w["transformer/residual/residual1/conv1/StyleNorm/batchnorm/add/y"].reshape(-1)[0])
     model = StudentHQ(StudentHQConfig(eps=eps, window=window, frame_moments=keep is not None,
-                                      keep=0.98 if keep is None else keep))
+                                      keep=0.98 if keep is None else keep, blocks=blocks, kernel=kernel))
     t = lambda name: torch.from_numpy(np.ascontiguousarray(w[name], dtype=np.float32))  # noqa: E731
+    outer = lambda name: torch.from_numpy(np.ascontiguousarray(_crop_kernel(w[name], kernel), dtype=np.float32))  # noqa: E731
     with torch.no_grad():
         for k, conv in enumerate(model.contract):
-            conv.weight.copy_(t(f"transformer/contract/conv{k + 1}/weights"))
+            name = f"transformer/contract/conv{k + 1}/weights"
+            conv.weight.copy_(outer(name) if k == 0 and kernel != TEACHER_KERNEL else t(name))
             conv.bias.copy_(t(f"transformer/contract/conv{k + 1}/Conv2D_bias"))
-        for i, block in enumerate(model.residual):
+        for block, i in zip(model.residual, kept_blocks(blocks)):
             block.conv1.weight.copy_(t(f"transformer/residual/residual{i + 1}/conv1/weights"))
             block.conv2.weight.copy_(t(f"transformer/residual/residual{i + 1}/conv2/weights"))
         for k, conv in enumerate(model.expand):
-            conv.weight.copy_(t(f"transformer/expand/conv{k + 1}/conv/weights"))
+            name = f"transformer/expand/conv{k + 1}/conv/weights"
+            conv.weight.copy_(outer(name) if k == 2 and kernel != TEACHER_KERNEL else t(name))
             if conv.bias is not None:
                 conv.bias.copy_(t(f"transformer/expand/conv{k + 1}/conv/Conv2D_bias"))
         for layer, norm in zip(norm_layers(model), model.norms()):
@@ -113,18 +136,20 @@ def fit_moments(model: StudentHQ, styles: np.ndarray, moments: list[tuple[np.nda
 
 
 def hq_init(data: str, out: str, *, styles: int = 256, photos: int = 6, side: int = 256, seed: int = 0,
-            window: int = 0, keep: float | None = None) -> dict:
+            window: int = 0, keep: float | None = None, blocks: int = TEACHER_BLOCKS,
+            kernel: int = TEACHER_KERNEL) -> dict:
     """Teacher weights + moment predictors fitted on `styles` style vectors of a prepared cache x `photos` photos,
     or with `window` or `keep` the teacher's weights alone (its moments are then measured, locally or over the
-    frame)."""
+    frame); `blocks` and `kernel` prune it (`from_teacher`)."""
+    pruned = {"blocks": blocks, "kernel": kernel, "teacher_blocks_kept": kept_blocks(blocks)}
     if keep is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint_weights(from_teacher(keep=keep), out)
-        return {"weights": out, "frame_moments": True, "keep": keep}
+        save_checkpoint_weights(from_teacher(keep=keep, blocks=blocks, kernel=kernel), out)
+        return {"weights": out, "frame_moments": True, "keep": keep, **pruned}
     if window:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint_weights(from_teacher(window), out)
-        return {"weights": out, "window": window}
+        save_checkpoint_weights(from_teacher(window, blocks=blocks, kernel=kernel), out)
+        return {"weights": out, "window": window, **pruned}
 
     rng = np.random.default_rng(seed)
     prepared = PreparedSet.load(data, mmap=True)
@@ -133,10 +158,10 @@ def hq_init(data: str, out: str, *, styles: int = 256, photos: int = 6, side: in
     picks = np.sort(rng.choice(prepared.content.shape[0], photos, replace=False))
     c = np.asarray(prepared.content[picks])[:, :side, :side]
     photos_t = torch.from_numpy(np.ascontiguousarray(c)).permute(0, 3, 1, 2).float().div(255)
-    model = from_teacher()
+    model = from_teacher(blocks=blocks, kernel=kernel)
     moments = measure_moments(model, photos_t, torch.from_numpy(vectors))
     residual = fit_moments(model, vectors, moments)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint_weights(model, out)
     return {"weights": out, "styles": len(vectors), "photos": int(photos), "side": side,
-            "moment_fit_relative_residual": round(residual, 4)}
+            "moment_fit_relative_residual": round(residual, 4), **pruned}

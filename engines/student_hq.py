@@ -50,6 +50,7 @@ class StudentHQConfig:
     c2: int = 16        # at 1/2
     c3: int = 32        # at 1/4, where the residual blocks work
     blocks: int = 5
+    kernel: int = 9     # the outer convs' kernel (the teacher's 9x9; a distilled student may shrink it)
     eps: float = 1e-3   # the teacher's variance epsilon (overwritten by the value in its graph)
     window: int = 0     # > 0: moments over this many full-resolution pixels around each pixel instead of predicted
     cell: int = 16      # ...measured on a grid of cells this many pixels wide (frames are padded to a multiple)
@@ -154,10 +155,10 @@ class StudentHQ(nn.Module):
     def __init__(self, config: StudentHQConfig | None = None) -> None:
         super().__init__()
         cfg = self.config = config or StudentHQConfig()
-        self.contract = nn.ModuleList([PadConv(3, cfg.c1, 9), PadConv(cfg.c1, cfg.c2, 3, 2), PadConv(cfg.c2, cfg.c3, 3, 2)])
+        self.contract = nn.ModuleList([PadConv(3, cfg.c1, cfg.kernel), PadConv(cfg.c1, cfg.c2, 3, 2), PadConv(cfg.c2, cfg.c3, 3, 2)])
         self.residual = nn.ModuleList(Residual(cfg.c3, cfg) for _ in range(cfg.blocks))
         self.expand = nn.ModuleList([PadConv(cfg.c3, cfg.c2, 3, bias=False), PadConv(cfg.c2, cfg.c1, 3),
-                                     PadConv(cfg.c1, 3, 9)])
+                                     PadConv(cfg.c1, 3, cfg.kernel)])
         self.expand_norm = nn.ModuleList([StyleNorm(c, cfg.eps, stride, cfg.window, cfg.cell)
                                           for c, stride in ((cfg.c2, 2), (cfg.c1, 1), (3, 1))])
 

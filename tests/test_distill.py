@@ -193,4 +193,6 @@ def test_export_refuses_to_overwrite_its_weights_and_eval_its_counts(prepared: P
               "--pairs 0")
     _one_line(_distill("hq-init", "--data", prepared, "--out", tmp_path / "hq.pt", "--frame-moments", "1.5"),
               "--frame-moments 1.5")
+    _one_line(_distill("hq-init", "--data", prepared, "--out", tmp_path / "hq.pt", "--blocks", "6"), "--blocks 6")
+    _one_line(_distill("hq-init", "--data", prepared, "--out", tmp_path / "hq.pt", "--kernel", "4"), "--kernel 4")
     assert not (tmp_path / "hq.pt").exists()

@@ -262,16 +262,38 @@ def test_costs_the_teacher_and_at_most_ten_live_tiers() -> None:
     assert macs <= 10 * live, (macs, live)
 
 
-@pytest.mark.parametrize("window,keep", [(0, None), (64, None), (0, 0.98)])
-def test_hq_init_train_export_run(prepared: Path, tmp_path: Path, window: int, keep: float | None) -> None:
+def test_a_pruned_start_keeps_the_teachers_layers_it_has() -> None:
+    """Fewer residual blocks (spread over the teacher's five) and a smaller outer kernel: each layer kept is the
+    teacher's, the outer kernels are the centre of its 9x9 rescaled per channel, and the MACs fall by exactly what
+    was cut."""
+    full, pruned = from_teacher(keep=0.98), from_teacher(keep=0.98, blocks=3, kernel=5)
+    assert pruned.state_size() < full.state_size() and pruned.config.blocks == 3 and pruned.config.kernel == 5
+    for mine, theirs in zip(pruned.residual, [full.residual[i] for i in (0, 2, 4)]):
+        for a, b in zip(mine.parameters(), theirs.parameters()):
+            assert torch.equal(a, b)
+    for a, b in ((pruned.contract[0].weight, full.contract[0].weight), (pruned.expand[2].weight, full.expand[2].weight)):
+        centre = b[..., 2:7, 2:7]
+        scale = (a * centre).sum((1, 2, 3), keepdim=True) / centre.pow(2).sum((1, 2, 3), keepdim=True)
+        assert a.shape[-1] == 5 and torch.allclose(a, centre * scale, atol=1e-6)   # one scale per output channel
+        assert scale.min() >= 0.5 - 1e-5 and scale.max() <= 2 + 1e-5
+    saved = 2 * 1152 + 2 * (81 - 25) * 3 * 8     # two residual blocks at 1/4 resolution, the outer convs' taps
+    assert abs(count_macs_per_pixel(full) - count_macs_per_pixel(pruned) - saved) < 1
+
+
+@pytest.mark.parametrize("window,keep,blocks", [(0, None, 5), (64, None, 5), (0, 0.98, 5), (0, 0.98, 3)])
+def test_hq_init_train_export_run(prepared: Path, tmp_path: Path, window: int, keep: float | None,
+                                  blocks: int) -> None:
     from distill.export import export
     from distill.train import TrainConfig, train
     from engines.onnxruntime import OnnxRuntimeEngine
 
-    info = hq_init(str(prepared), str(tmp_path / "init.pt"), styles=8, photos=2, side=128, window=window, keep=keep)
+    kernel = 9 if blocks == 5 else 5
+    info = hq_init(str(prepared), str(tmp_path / "init.pt"), styles=8, photos=2, side=128, window=window, keep=keep,
+                   blocks=blocks, kernel=kernel)
     assert (tmp_path / "init.pt").is_file()
     init = load_weights(tmp_path / "init.pt")
     assert init.config.arch == "hq" and init.config.window == window
+    assert (init.config.blocks, init.config.kernel, len(init.residual)) == (blocks, kernel, blocks)
     assert init.config.frame_moments == (keep is not None)
     if not window and keep is None:   # the moments were fitted, not left at zero
         assert info["styles"] == 8 and any(n.mean.weight.abs().sum() > 0 for n in init.norms())
