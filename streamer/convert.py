@@ -226,7 +226,8 @@ class Converter:
             sink = VideoFileSink(out.temp, width=source.width, height=source.height, time_base=source.time_base,
                                  rate=source.rate, codec=enc.codec, crf=self.options.crf, preset=enc.preset,
                                  threads=enc.threads, audio_from=src if source.audio and part is None else None,
-                                 label=str(dst), codec_fallback=self.options.codec == "auto", colour=source.colour)
+                                 label=str(dst), codec_fallback=self.options.codec == "auto", colour=source.colour,
+                                 audio_ends_with_video=lambda: bool(source.damage and source.damage.truncated))
             sink = sink if part is None else part.sink(sink)
             if on_start is not None:
                 on_start(source, run.size)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import re
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -215,12 +216,21 @@ def open_probe(encoder: str, rate: int, fmt: str, layout: str) -> int | None:
 
 def trim_front(frame: av.AudioFrame, skip: int) -> av.AudioFrame | None:
     """The frame without its first ``skip`` samples (None when nothing is left)."""
-    if skip >= frame.samples:
+    return _samples(frame, skip, frame.samples)
+
+
+def trim_back(frame: av.AudioFrame, keep: int) -> av.AudioFrame | None:
+    """The frame's first ``keep`` samples (None when nothing is left)."""
+    return _samples(frame, 0, min(keep, frame.samples))
+
+
+def _samples(frame: av.AudioFrame, start: int, stop: int) -> av.AudioFrame | None:
+    if stop <= start:
         return None
     arr = frame.to_ndarray()
     channels = 1 if frame.format.is_planar else frame.layout.nb_channels
-    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr[:, skip * channels:]), format=frame.format.name,
-                                     layout=frame.layout.name)
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr[:, start * channels:stop * channels]),
+                                     format=frame.format.name, layout=frame.layout.name)
     out.sample_rate = frame.sample_rate
     return out
 
@@ -286,10 +296,16 @@ class AudioEncoder:
         self._next_pts: int | None = None      # next output pts, in samples at self.rate
         self._flushed = False
 
-    def push(self, frame: av.AudioFrame) -> None:
+    def push(self, frame: av.AudioFrame, until: float | None = None) -> None:
+        """Encode the frame's samples, those before ``until`` seconds only when it is given."""
         t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else self._in_end
         if t is None:
             t = 0.0
+        if until is not None:
+            frame = trim_back(frame, round((until - (self._in_end if self._in_end is not None else t))
+                                            * frame.sample_rate))
+            if frame is None:
+                return
         if self._in_end is not None:
             if t - self._in_end > GAP_S:                    # the source skipped: keep the output in step
                 gap = round((t - self._in_end) * frame.sample_rate)
@@ -368,8 +384,9 @@ class AudioCopier:
         self._packets = self._in.demux(*[m[1] for m in self._map.values()]) if self._map else iter(())
         self._pending = None
 
-    def pump(self, until: float | None) -> None:
-        """Mux audio packets whose time is before ``until`` seconds (None: all that remain)."""
+    def pump(self, until: float | None, trim: bool = False) -> None:
+        """Mux audio packets whose time is before ``until`` seconds (None: all that remain); with ``trim`` the audio
+        ends at ``until``: re-encoded audio within a packet, copied packets at the boundary nearest to it."""
         while True:
             pkt = self._pending
             self._pending = None
@@ -385,26 +402,29 @@ class AudioCopier:
                     self._decode(pkt, index)
                 continue
             t = pkt.dts if pkt.dts is not None else pkt.pts
+            mode, _, o = self._map[index]
+            if trim and mode == "copy" and pkt.duration and t is not None:   # a packet cannot be cut: end at the boundary nearest `until`
+                t += pkt.duration // 2
             if until is not None and t is not None and pkt.time_base and float(t * pkt.time_base) > until:
                 self._pending = pkt
                 return
-            mode, _, o = self._map[index]
             if mode == "copy":
                 pkt.stream = o
                 self._out.mux(pkt)
             else:
-                self._decode(pkt, index)
+                self._decode(pkt, index, until if trim else None)
 
-    def _decode(self, pkt, index: int) -> None:
+    def _decode(self, pkt, index: int, until: float | None = None) -> None:
         _, _, enc = self._map[index]
         for frame in pkt.decode():
-            enc.push(frame)
+            enc.push(frame, until)
 
-    def finish(self) -> None:
-        self.pump(None)
+    def finish(self, until: float | None = None) -> None:
+        """The rest of the audio, or only what comes before ``until`` seconds."""
+        self.pump(until, trim=until is not None)
         for mode, _, enc in self._map.values():
-            if mode == "encode":          # the decoder was drained by the demuxer's end-of-stream packet
-                enc.flush()
+            if mode == "encode":          # the decoder was drained by the demuxer's end-of-stream packet (or,
+                enc.flush()               # cut at `until`, holds at most a frame that is not wanted)
 
     def close(self) -> None:
         try:
@@ -428,8 +448,13 @@ class VideoFileSink:
                  codec: str = "libx264", crf: int | None = 18, preset: str | None = "veryfast",
                  audio_from: Path | None = None, label: str | None = None, threads: int = 0,
                  codec_fallback: bool = False, colour: ColourTags | None = None,
-                 container_options: dict[str, str] | None = None, gop: int | None = None) -> None:
+                 container_options: dict[str, str] | None = None, gop: int | None = None,
+                 audio_ends_with_video: Callable[[], bool] | None = None) -> None:
         self.path, self.width, self.height = Path(path), width, height
+        # asked at the end: True when the audio must stop where the video does (a source cut off: the audio it
+        # holds runs on past the last frame that decodes)
+        self.audio_ends_with_video = audio_ends_with_video
+        self._video_end: float | None = None        # seconds: the end of the last frame written
         self.container_options, self.gop = container_options or {}, gop
         self.time_base, self.rate = time_base, rate
         self.codec, self.crf, self.preset = codec, crf, preset
@@ -505,6 +530,9 @@ class VideoFileSink:
                 self._audio.pump(frame.seconds)
         except av.error.FFmpegError as exc:
             raise self._error(exc) from exc
+        if frame.seconds is not None:
+            end = frame.seconds + 1 / float(self.rate)
+            self._video_end = end if self._video_end is None else max(self._video_end, end)
         self.frames += 1
 
     def _to_yuv(self, rgb: av.VideoFrame) -> av.VideoFrame:
@@ -531,7 +559,8 @@ class VideoFileSink:
         try:
             self._out.mux(self._stream.encode(None))
             if self._audio is not None:
-                self._audio.finish()
+                cut = self.audio_ends_with_video is not None and self.audio_ends_with_video()
+                self._audio.finish(self._video_end if cut else None)
             self._close()
         except av.error.FFmpegError as exc:
             raise self._error(exc) from exc

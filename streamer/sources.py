@@ -113,6 +113,7 @@ class Damage:
 # Formats without a frame index: frames lost to damage leave no count behind, only a gap in the timestamps.
 UNINDEXED_FORMATS = ("mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v", "flv", "rawvideo", "mjpeg")
 REGULAR_SHARE = 0.9        # a timeline is regular (gaps in it are lost frames) when this share of its steps are equal
+                           # (to a tick: 30 fps in milliseconds steps 33, 33, 34)
 
 
 def declared_end(container, stream) -> float | None:
@@ -135,8 +136,9 @@ def timeline_gaps(pts: list[int]) -> int:
     steps = [b - a for a, b in zip(pts, pts[1:]) if b > a]
     if len(steps) < 3:
         return 0
-    step, count = Counter(steps).most_common(1)[0]
-    if step <= 0 or count < REGULAR_SHARE * len(steps):
+    step = Counter(steps).most_common(1)[0][0]
+    tick = 1 if step >= 10 else 0     # rounding jitter, where one tick is a small part of a step
+    if step <= 0 or sum(abs(d - step) <= tick for d in steps) < REGULAR_SHARE * len(steps):
         return 0
     return sum(round(d / step) - 1 for d in steps if d > 1.5 * step)
 
@@ -319,7 +321,10 @@ class VideoFileSource:
             end = float(last_pts * self.time_base) + (float(last_duration * self.time_base) if last_duration else step_s)
             missing_s = self.declared_end - end
             if missing_s > 0.5 * step_s:                  # the timeline stops before the declared end
-                d.truncated, d.frames_missing = True, max(1, round(missing_s * float(self.rate)))
+                # and frames shown before the last one decoded can be gone too: B-frames whose packets came after
+                # the cut leave gaps in the timeline's last stretch
+                behind = timeline_gaps(raw) if not gaps else 0
+                d.truncated, d.frames_missing = True, max(1, round(missing_s * float(self.rate))) + behind
             if d.truncated or d.frames_skipped:
                 d.frames_expected = present + d.frames_missing
         elif d.frames_skipped:
