@@ -301,9 +301,9 @@ class AudioEncoder:
         t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else self._in_end
         if t is None:
             t = 0.0
-        if until is not None:
-            frame = trim_back(frame, round((until - (self._in_end if self._in_end is not None else t))
-                                            * frame.sample_rate))
+        if until is not None:    # where this frame will start: at t after a gap, else where the last one ended
+            gap = self._in_end is None or t - self._in_end > GAP_S
+            frame = trim_back(frame, round((until - (t if gap else self._in_end)) * frame.sample_rate))
             if frame is None:
                 return
         if self._in_end is not None:
