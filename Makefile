@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DEVSTAMP:= $(VENV)/.installed-dev
 DEMO_OUT ?= out/demo.mp4
 
-.PHONY: demo test install install-dev install-distill bench student student-live student-hq tuned-styles clean
+.PHONY: demo test install install-dev install-distill bench student student-live student-hq teacher-video tuned-styles clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -95,14 +95,26 @@ student-live: $(CACHES)
 	    --w-ssim4 2.5 --w-stylespace 0.6 --crop 192 --threads 2
 	$(BIN)/distill export --weights runs/student-live-5/student.pt --out runs/student-live-5/student_live.onnx
 	$(BIN)/distill eval --model runs/student-live-5/student_live.onnx --data $(CACHE)/prep2000 --pairs 36
-# The high-quality tier: the teacher's own network and weights (`distill hq-init`, from arbitrary_transform.onnx), its
-# whole-frame moments carried from frame to frame (keep 0.98, engines/student_hq.py) so video does not pulse. No
-# training: on a still it is the teacher's network, which distillation could only move away from (RESULTS, "the
-# high-quality tier"). Seconds on any CPU.
+# The high-quality tier: the teacher's own network (`distill hq-init`, weights from arbitrary_transform.onnx) pruned to
+# 3 of its 5 residual blocks and 5x5 outer kernels (0.6 of its MACs), its whole-frame moments carried from frame to
+# frame (keep 0.98, engines/student_hq.py) so video does not pulse, then distilled on whole 384-px frames (each
+# normalized by itself, as the teacher normalizes it). Resumable: run it again and training continues.
+HQ_MINUTES ?= 100
 student-hq: $(CACHES)
-	$(BIN)/distill hq-init --data $(CACHE)/prep2000 --out runs/student-hq/student.pt --frame-moments 0.98
+	@test -f runs/student-hq/init.pt || $(BIN)/distill hq-init --data $(CACHE)/prep2000 --out runs/student-hq/init.pt \
+	    --frame-moments 0.98 --blocks 3 --kernel 5
+	$(BIN)/distill train --data $(CACHE)/prep2000,$(CACHE)/prep_div,$(CACHE)/prep_s2 --arch hq \
+	    --init runs/student-hq/init.pt --out runs/student-hq --steps 100000 --minutes $(HQ_MINUTES) --lr 3e-4 \
+	    --batch 2 --crop 384 --threads 2 --w-ssim4 2.5 --w-stylespace 0.5 --w-color 5 --w-spectrum 1.0 --quiet
 	$(BIN)/distill export --weights runs/student-hq/student.pt --out runs/student-hq/student_hq.onnx
 	$(BIN)/distill eval --model runs/student-hq/student_hq.onnx --data $(CACHE)/prep2000 --pairs 36
+
+# The teacher's own network and weights at any frame size, its moments carried the same way (`--model teacher-video`):
+# no training, seconds on any CPU. On a still it is the teacher's picture.
+teacher-video: $(CACHES)
+	$(BIN)/distill hq-init --data $(CACHE)/prep2000 --out runs/teacher-video/teacher_video.pt --frame-moments 0.98
+	$(BIN)/distill export --weights runs/teacher-video/teacher_video.pt --out runs/teacher-video/teacher_video.onnx
+	$(BIN)/distill eval --model runs/teacher-video/teacher_video.onnx --data $(CACHE)/prep2000 --pairs 36
 
 # Every bundled style tuned for the live tier (streamer/models/tuned/ and its MANIFEST.json): `streamer tune` with its
 # defaults, 5 minutes per style. Run it again after retraining the tier: a tuned model whose base or painting changed

@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
               "student-hq": hq, "student-hq, state dropped every frame": PerFrame(
                   OnnxRuntimeEngine(a.hq, threads=a.threads, bake_style=False)),
               "student-live": OnnxRuntimeEngine(MODELS / "student_live.onnx", threads=a.threads, bake_style=False)}
+    if (MODELS / "teacher_video.onnx").is_file():   # the teacher's own network, its moments carried the same way
+        models["teacher-video"] = OnnxRuntimeEngine(MODELS / "teacher_video.onnx", threads=a.threads, bake_style=False)
     for spec in a.extra:
         name, _, path = spec.partition("=")
         models[name] = OnnxRuntimeEngine(path, threads=a.threads, bake_style=False)

@@ -5,9 +5,10 @@ user's clip with ``video``) in the painting's style once, and the student is fin
 the time budget is spent. What is tuned and with which losses was measured (benchmarks/RESULTS.md, "Tuning"):
 
 - **Which base**: the live tier by default (``DEFAULT_MODEL``), the one tuning helps; ``model="student-hq"`` tunes
-  the high-quality tier, which on a still is the teacher's own network, so the tuner has little to add there. Below,
-  the live tier's layers; student-hq's style path is its norms' style-to-(gamma, beta) projections, and ``body`` adds
-  its residual convs (``parameter_groups``).
+  the high-quality tier, and ``"teacher-video"`` the teacher's own network, where on a still the tuner has little to
+  add. Below, the live tier's layers; for the two networks of the teacher's shape (``engines.student_hq``) the style
+  path is their norms' style-to-(gamma, beta) projections, and ``body`` adds their residual convs
+  (``parameter_groups``).
 - **What**: the style-conditioning path and the residual blocks (``scope="body"``, the default). For one painting
   the style vector is fixed, so the style MLP's output (every FiLM scale and shift, the colour matrix) becomes a
   free set of per-style constants; the residual blocks at 1/4 resolution and the whole 1/8 branch (its stride-2
@@ -201,7 +202,7 @@ def _check_writable(path: Path, overwrite: bool) -> None:
 def _base_weights(spec: str | None) -> Path:
     spec = spec or DEFAULT_MODEL
     if spec in ("teacher", "identity", "student"):
-        raise InputError(f"{spec}: tune starts from a student tier (student-live, student-hq) or a .pt file")
+        raise InputError(f"{spec}: tune starts from a bundled tier (student-live, student-hq, teacher-video) or a .pt file")
     model = resolve_model(spec)
     if model.weights is None:
         raise InputError(f"{spec}: tune needs the torch weights (.pt) of the model, not only its ONNX")

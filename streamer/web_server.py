@@ -32,7 +32,7 @@ from engines.base import EngineError
 from engines.onnxruntime import make_session, teacher_model_dir
 from streamer.adaptive import LADDER
 from streamer.errors import InputError, StreamerError, one_line
-from streamer.model_registry import resolve_model, tuned_for
+from streamer.model_registry import TIERS, resolve_model, tuned_for
 from streamer.processing import DEFAULT_MAX_SIZE
 from streamer.styles import StyleEncoder, bundled_styles
 from streamer.web_fetch import ORT_DIR, ORT_FILES, ORT_VERSION, missing_files
@@ -54,7 +54,7 @@ ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-
 class WebOptions:
     host: str = "127.0.0.1"
     port: int = 8000
-    model: str | None = None        # a student-contract model: student, student-live, student-hq or PATH.onnx
+    model: str | None = None        # a student-contract model: student, a bundled tier or PATH.onnx
 
 
 class OrtMissing(StreamerError):
@@ -77,14 +77,14 @@ def web_model(spec: str | None):
     except InputError as exc:
         if "unknown model" not in str(exc):
             raise
-        raise InputError(f"{spec}: unknown model; the page runs student, student-live, student-hq or a .onnx "
+        raise InputError(f"{spec}: unknown model; the page runs student, {', '.join(TIERS)} or a .onnx "
                          "file") from exc
     if tuned_for(model):
         raise InputError(f"--model {model.name}: tuned for one style, and the page switches styles "
                          f"(use --model {model.name.partition('/')[0]})")
     if model.kind != "student" or model.onnx is None:
         raise InputError(f"--model {spec or model.name}: the page runs student-contract ONNX models "
-                         "(student, student-live, student-hq or a .onnx file), not "
+                         f"(student, {', '.join(TIERS)} or a .onnx file), not "
                          f"{'a .pt checkpoint' if model.kind == 'student' else model.kind}")
     try:   # a file ONNX Runtime cannot load is refused here, as convert and live refuse it, not by each browser
         make_session(model.onnx)

@@ -240,7 +240,7 @@ def test_web_refuses_a_bad_port_and_a_model_onnx_runtime_cannot_load(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "cannot load ONNX model" in lines[0], proc.stderr
     proc = run_cli("web", "--port", "0", "--model", tmp_path / "clip.mp4", timeout=30)
-    assert proc.returncode == 2 and "the page runs student, student-live, student-hq or a .onnx" in proc.stderr
+    assert proc.returncode == 2 and "the page runs student, student-live, student-hq, teacher-video or a .onnx" in proc.stderr
 
 
 def test_bench_names_the_model_no_backend_can_run(tmp_path):

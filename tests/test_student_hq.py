@@ -23,6 +23,7 @@ from streamer.metrics import downscale, ssim  # noqa: E402
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
 HQ_ONNX = REPO / "streamer" / "models" / "student_hq.onnx"
+TEACHER_VIDEO = REPO / "streamer" / "models" / "teacher_video.onnx"
 
 
 def _photo() -> np.ndarray:
@@ -45,6 +46,24 @@ def test_instance_norm_mode_is_the_teacher() -> None:
     assert np.abs(out.astype(int) - ref).mean() < 12
     assert ssim(downscale(out), downscale(ref)) > 0.9
     assert ssim(downscale(img), downscale(ref)) < 0.8          # the teacher did change the photo
+
+
+@pytest.mark.skipif(not TEACHER_VIDEO.exists(), reason="teacher-video is not bundled")
+def test_teacher_video_is_the_teachers_own_network() -> None:
+    """`--model teacher-video` ships the teacher's weights unpruned and untrained (`make teacher-video`), so a still
+    comes out as the teacher paints it, through the bundled ONNX too."""
+    from engines.onnxruntime import OnnxRuntimeEngine
+
+    shipped, ref = load_weights(TEACHER_VIDEO.with_suffix(".pt")), from_teacher(keep=0.98)
+    assert shipped.config == ref.config
+    assert all(torch.equal(a, b) for a, b in zip(shipped.state_dict().values(), ref.state_dict().values()))
+    teacher = Teacher()
+    img = _photo()
+    vec = teacher.style_vector(read_image(REPO / "streamer" / "assets" / "styles" / "kandinsky.jpg"))
+    y = OnnxRuntimeEngine(TEACHER_VIDEO).infer(img.transpose(2, 0, 1)[None].astype(np.float32) / 255,
+                                               vec[None].astype(np.float32))
+    out = (np.clip(y[0].transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
+    assert ssim(downscale(out), downscale(teacher.stylize(img, vec))) > 0.9
 
 
 @pytest.mark.parametrize("window", [0, 64])

@@ -29,8 +29,9 @@ def add_engine_flags(p: argparse.ArgumentParser, *, backends: tuple[str, ...] | 
                      backend_default: str = "auto", backend_help: str | None = None) -> None:
     """--model, --backend, --threads: which network runs where (``backends=None``: the library checks the name)."""
     p.add_argument("--model", default=None,
-                   help="student (the tier for the job) | student-live | student-hq | TIER/STYLE (a tier tuned for a "
-                        "bundled style) | teacher | identity | PATH.onnx|.pt (default: student if bundled, else teacher)")
+                   help="student (the tier for the job) | student-live | student-hq | teacher-video | TIER/STYLE (a tier "
+                        "tuned for a bundled style) | teacher | identity | PATH.onnx|.pt (default: student if bundled, "
+                        "else teacher)")
     p.add_argument("--backend", default=backend_default, choices=backends, help=backend_help)
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
     p.add_argument("--provider", default="auto", metavar="NAME",

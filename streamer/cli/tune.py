@@ -29,7 +29,8 @@ def register(sub) -> None:
     p.add_argument("--video", metavar="CLIP", help="add frames of this clip to the photos")
     p.add_argument("--model", default=None,
                    help="the base: student-live (default: live speed on a CPU, and the tier tuning helps), student-hq "
-                        "(the file tier: on a still it is the teacher's network already), or a .pt file")
+                        "(the file tier), teacher-video (on a still the teacher's network already: little to gain), "
+                        "or a .pt file")
     p.add_argument("--scope", default="body", choices=("body", "style", "auto", "all"),
                    help="what is tuned: body (default): the style MLP, which sets every FiLM scale and shift and the "
                         "colour matrix, the residual blocks and the 1/8 branch; style: the style MLP alone; all: "
@@ -125,6 +126,8 @@ def cmd_tune(args) -> int:
               f"{result['photos_used']} photos; weights {checkpoint_path(result['out'])}")
         print(f"use it: streamer convert in.mp4 out.mp4 --model {result['out']} --style {result['painting']}")
         if result["base"] == "student-hq":
-            print("(tuned from student-hq, the file tier: on a CPU about 6x the live tier's time per frame, and on a "
-                  "still already the teacher's network)")
+            print("(tuned from student-hq, the file tier: on a CPU about 5x the live tier's time per frame)")
+        elif result["base"] == "teacher-video":
+            print("(tuned from teacher-video: on a CPU about 7x the live tier's time per frame, and on a still already "
+                  "the teacher's network)")
     return 0

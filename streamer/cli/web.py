@@ -18,7 +18,7 @@ def register(sub) -> None:
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for the network)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
     p.add_argument("--model", default=None,
-                   help="student (default: the live tier) | student-live | student-hq | PATH.onnx")
+                   help="student (default: the live tier) | student-live | student-hq | teacher-video | PATH.onnx")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the address")
     add_debug_flag(p)
     p.set_defaults(func=cmd_web)
