@@ -134,7 +134,7 @@ def test_shipped_student_beats_a_colour_transfer_on_heldout_images(tmp_path: Pat
     # colour transfer keeps the photo's structure, which SSIM/4 rewards, so the lines that a network that learned no
     # more than the palette cannot pass are the style score and the colour error. The distilled student-hq
     # (2026-12-02) on the same pairs: style 0.951, colour error 10.0, PSNR 19.42 dB, SSIM/4 0.807, periodic peak
-    # 8.3 on photos and 7.0 on a flat field (the live tier's flat field: about 47).
+    # 8.3 on photos and 7.0 on a flat field (the live tier as shipped now: style 0.832, peaks 9.7 and 23.2).
     assert m["style_score"] >= m["colortransfer_style_score"] + 0.15, (m["style_score"], m["colortransfer_style_score"])
     assert m["color_error"] <= 0.85 * ct["color_error"], (m["color_error"], ct["color_error"])
     assert m["psnr_full"] >= ct["psnr_full"] + 0.5, (m["psnr_full"], ct["psnr_full"])
