@@ -47,7 +47,7 @@ TEACHER_BLOCKS, TEACHER_KERNEL = 5, 9
 
 def kept_blocks(blocks: int) -> list[int]:
     """Which of the teacher's residual blocks a pruned student keeps: spread evenly, first and last included."""
-    return np.linspace(0, TEACHER_BLOCKS - 1, blocks).round().astype(int).tolist() if blocks > 1 else [0]
+    return np.linspace(0, TEACHER_BLOCKS - 1, blocks).round().astype(int).tolist()
 
 
 def _crop_kernel(w: np.ndarray, kernel: int) -> np.ndarray:
@@ -75,14 +75,14 @@ def from_teacher(window: int = 0, keep: float | None = None, blocks: int = TEACH
     with torch.no_grad():
         for k, conv in enumerate(model.contract):
             name = f"transformer/contract/conv{k + 1}/weights"
-            conv.weight.copy_(outer(name) if k == 0 and kernel != TEACHER_KERNEL else t(name))
+            conv.weight.copy_(outer(name) if k == 0 else t(name))   # the 9x9 kept whole is the teacher's exactly
             conv.bias.copy_(t(f"transformer/contract/conv{k + 1}/Conv2D_bias"))
         for block, i in zip(model.residual, kept_blocks(blocks)):
             block.conv1.weight.copy_(t(f"transformer/residual/residual{i + 1}/conv1/weights"))
             block.conv2.weight.copy_(t(f"transformer/residual/residual{i + 1}/conv2/weights"))
         for k, conv in enumerate(model.expand):
             name = f"transformer/expand/conv{k + 1}/conv/weights"
-            conv.weight.copy_(outer(name) if k == 2 and kernel != TEACHER_KERNEL else t(name))
+            conv.weight.copy_(outer(name) if k == 2 else t(name))
             if conv.bias is not None:
                 conv.bias.copy_(t(f"transformer/expand/conv{k + 1}/conv/Conv2D_bias"))
         for layer, norm in zip(norm_layers(model), model.norms()):

@@ -301,13 +301,14 @@ class AudioEncoder:
         t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else self._in_end
         if t is None:
             t = 0.0
-        if until is not None:    # where this frame will start: at t after a gap, else where the last one ended
-            gap = self._in_end is None or t - self._in_end > GAP_S
-            frame = trim_back(frame, round((until - (t if gap else self._in_end)) * frame.sample_rate))
+        skipped = self._in_end is not None and t - self._in_end > GAP_S
+        if until is not None:    # the frame starts at t after a gap or at the start, else where the last one ended
+            start = self._in_end if self._in_end is not None and not skipped else t
+            frame = trim_back(frame, round((until - start) * frame.sample_rate))
             if frame is None:
                 return
         if self._in_end is not None:
-            if t - self._in_end > GAP_S:                    # the source skipped: keep the output in step
+            if skipped:                                     # the source skipped: keep the output in step
                 gap = round((t - self._in_end) * frame.sample_rate)
                 for done in range(0, gap, frame.sample_rate):   # a second at a time: memory stays small
                     self._resampled(silence(frame, min(frame.sample_rate, gap - done)))
@@ -403,8 +404,8 @@ class AudioCopier:
                 continue
             t = pkt.dts if pkt.dts is not None else pkt.pts
             mode, _, o = self._map[index]
-            if trim and mode == "copy" and pkt.duration and t is not None:   # a packet cannot be cut: end at the boundary nearest `until`
-                t += pkt.duration // 2
+            if trim and mode == "copy" and pkt.duration and t is not None:
+                t += pkt.duration // 2                      # a packet cannot be cut: end at the boundary nearest
             if until is not None and t is not None and pkt.time_base and float(t * pkt.time_base) > until:
                 self._pending = pkt
                 return
@@ -530,9 +531,8 @@ class VideoFileSink:
                 self._audio.pump(frame.seconds)
         except av.error.FFmpegError as exc:
             raise self._error(exc) from exc
-        if frame.seconds is not None:
-            end = frame.seconds + 1 / float(self.rate)
-            self._video_end = end if self._video_end is None else max(self._video_end, end)
+        if frame.seconds is not None:                     # frames come in pts order: the last one ends the video
+            self._video_end = frame.seconds + 1 / float(self.rate)
         self.frames += 1
 
     def _to_yuv(self, rgb: av.VideoFrame) -> av.VideoFrame:
